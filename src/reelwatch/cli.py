@@ -1,0 +1,304 @@
+"""The `reelwatch` command line: one `asyncio.run` per command, one-line errors, `--json` output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from reelwatch import exceptions, live, logs, service
+from reelwatch import settings as settings_module
+from reelwatch.models import Generation, Status
+from reelwatch.settings import Settings
+from reelwatch.store import Store
+
+app = typer.Typer(
+    name="reelwatch",
+    help="Run asynchronous AI video generation in production.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning reelwatch errors into one line on stderr and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except exceptions.ReelwatchError as exc:
+        raise fail(exc.message) from None
+
+
+def load_settings(*, level: int = logging.WARNING) -> Settings:
+    try:
+        loaded = settings_module.load()
+    except exceptions.ConfigError as exc:
+        raise fail(exc.message) from None
+    logs.configure(loaded.log_format, level=level)
+    return loaded
+
+
+def with_service(
+    fn: Callable[[service.Service], Awaitable[T]], *, need_provider: bool = False
+) -> tuple[service.Service, T]:
+    """Open the service, run one request, close it; the service's clock and storage stay usable."""
+    settings = load_settings()
+
+    async def main() -> tuple[service.Service, T]:
+        async with service.open_service(settings, need_provider=need_provider) as svc:
+            return svc, await fn(svc)
+
+    return run(main())
+
+
+def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None:
+    data = service.to_json(g, svc.clock.now())
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    line = f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.step}"
+    out.print(line, markup=False)
+    if g.video_id:
+        out.print(f"  video_id: {g.video_id}", markup=False)
+    for variant, asset in g.assets.items():
+        path = svc.storage.path(asset.key)
+        out.print(f"  {variant.value}: {path} ({asset.bytes} bytes)", markup=False)
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Argument(help="What the video should show.")],
+    model: Annotated[str, typer.Option(help="Model name.")] = "sora-2",
+    seconds: Annotated[int, typer.Option(help="Length: 4, 8, 12 (16, 20 where served).")] = 4,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, e.g. 720x1280.")] = "720x1280",
+    input_reference: Annotated[
+        Path | None, typer.Option("--input-reference", help="First-frame image (jpg/png/webp).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Watch it live until it finishes.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a new generation (it is stored before the provider is asked)."""
+    request = service.SubmitRequest(prompt, model, seconds, size, input_reference)
+    try:
+        service.validate(request)
+    except exceptions.InvalidInput as exc:
+        raise fail(exc.message) from None
+
+    async def main(svc: service.Service) -> Generation:
+        g = await svc.submit(request)
+        if wait and g.active:
+            g = (await live.watch(svc, [g.id], console=err))[0]
+        return g
+
+    svc, g = with_service(main, need_provider=True)
+    print_generation(svc, g, as_json)
+    if g.status is Status.FAILED:
+        raise fail(f"{g.id} failed: {g.error.message if g.error else 'unknown'}")
+
+
+@app.command()
+def track(video_id: str, as_json: JsonOption = False) -> None:
+    """Monitor a generation created elsewhere, by the provider's video id."""
+    svc, g = with_service(lambda svc: svc.track(video_id), need_provider=True)
+    print_generation(svc, g, as_json)
+
+
+@app.command()
+def status(
+    generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Show one generation."""
+    svc, g = with_service(lambda svc: svc.get(generation_id))
+    print_generation(svc, g, as_json)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        list[Status] | None, typer.Option("--status", help="Only these statuses (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List generations, newest first."""
+    svc, page = with_service(
+        lambda svc: svc.page(statuses=status or (), limit=limit, cursor=cursor)
+    )
+    now = svc.clock.now()
+    if as_json:
+        items = [service.to_json(g, now) for g in page.items]
+        out.print_json(json.dumps({"data": items, "next_cursor": page.next_cursor}))
+        return
+    for g in page.items:
+        out.print(
+            f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.model:<10} {g.step}", markup=False
+        )
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}", markup=False)
+
+
+@app.command()
+def history(
+    generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Everything that happened to one generation (its audit log)."""
+    _, events = with_service(lambda svc: svc.history(generation_id))
+    if as_json:
+        out.print_json(json.dumps([service.event_json(e) for e in events]))
+        return
+    for e in events:
+        who = f" by {e.actor}" if e.actor else ""
+        details = ", ".join(f"{k}={v}" for k, v in e.data.items() if v is not None)
+        when = f"{e.at:%Y-%m-%d %H:%M:%S}"
+        state = f"{e.status.value:<11} {e.progress:>3}%"
+        out.print(f"{when}  {e.kind:<16} {state}{who}  {details}", markup=False)
+
+
+@app.command()
+def reset(
+    generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Poll a generation again from scratch (free: nothing is resubmitted)."""
+    svc, g = with_service(lambda svc: svc.reset(generation_id))
+    print_generation(svc, g, as_json)
+
+
+@app.command()
+def retry(
+    generation_id: Annotated[str, typer.Argument(metavar="ID")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Resubmit a failed generation (paid: shows the estimated cost and asks first)."""
+
+    _, (g, cost) = with_service(lambda svc: svc.quote_retry(generation_id))
+    price = "unknown" if cost is None else f"${cost:.2f}"
+    err.print(
+        f"Retrying {g.id} ({g.model}, {g.seconds}s, {g.size}) costs about {price}.", markup=False
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail("retry needs confirmation: pass --yes")
+        if not typer.confirm("Resubmit?", default=False):
+            raise fail("cancelled; nothing was resubmitted")
+
+    svc, g = with_service(lambda svc: svc.retry(generation_id, now_too=True), need_provider=True)
+    print_generation(svc, g, as_json)
+
+
+@app.command()
+def cancel(
+    generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Stop monitoring a generation."""
+    svc, g = with_service(lambda svc: svc.cancel(generation_id))
+    print_generation(svc, g, as_json)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its summary.")] = False,
+) -> None:
+    """The background monitor: every active generation moves on its own."""
+    settings = load_settings(level=logging.WARNING if once else logging.INFO)
+
+    async def main() -> dict[str, Any] | None:
+        async with service.open_service(settings, need_provider=True) as svc:
+            assert svc.engine is not None
+            if once:
+                return (await svc.engine.cycle()).to_json()
+            await run_until_signalled(svc.engine.run)
+            return None
+
+    summary = run(main())
+    if summary is not None:
+        out.print_json(json.dumps(summary))
+
+
+async def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run until SIGINT or SIGTERM; handlers are installed here and restored after."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await work(stop)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    queue_seconds: Annotated[float, typer.Option(help="Time each job waits in the queue.")] = 2.0,
+    render_seconds: Annotated[float, typer.Option(help="Time each job renders.")] = 8.0,
+    api_key: Annotated[str | None, typer.Option(help="Require this bearer key.")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="POST signed webhooks here.")] = None,
+    webhook_secret: Annotated[str | None, typer.Option(help="whsec_... signing secret.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the job scripts.")] = 0,
+) -> None:
+    """An OpenAI-compatible Videos API for demos and tests (no key, no internet)."""
+    from reelwatch import simulator
+
+    config = simulator.SimConfig(
+        api_key=api_key,
+        queue_s=(queue_seconds, queue_seconds),
+        render_s=(render_seconds, render_seconds),
+        seed=seed,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
+    simulator.serve(config, host=host, port=port)
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(help="How many sample generations.")] = 4,
+) -> None:
+    """Simulator + worker with sample generations: watch them finish, files on disk."""
+    from reelwatch import demo as demo_module
+
+    settings = load_settings(level=logging.WARNING)
+    run(demo_module.run(settings, count=count, console=out))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (the worker and server also do this on start)."""
+    settings = load_settings()
+
+    async def main() -> None:
+        store = await Store.open(settings.database_url)
+        await store.close()
+
+    run(main())
+    out.print("database schema is up to date", markup=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,469 @@
+"""The one state machine: (generation, observation, now) -> decision. No I/O here.
+
+Everything that changes a generation's status (the worker, the cron route, webhooks, admin
+actions) turns what it learned into an observation and asks `decide` what follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from reelwatch import exceptions, schedule
+from reelwatch.models import (
+    RENDERING,
+    Asset,
+    ErrorInfo,
+    Generation,
+    NewEvent,
+    RemoteStatus,
+    RemoteVideo,
+    Status,
+    Variant,
+    estimated_cost_usd,
+)
+
+# --- observations -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submitted:
+    """The provider accepted a create and answered with its video."""
+
+    video: RemoteVideo
+    latency_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitRejected:
+    """The provider refused a create for good (a 4xx other than 429)."""
+
+    error: ErrorInfo
+    http_status: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitLost:
+    """A create's answer was lost (timeout, 5xx, dropped connection): it may or may not exist."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reconciled:
+    """The provider's list was searched for an ambiguous create; `video` is the match or None."""
+
+    video: RemoteVideo | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Polled:
+    """A status check answered."""
+
+    video: RemoteVideo
+    latency_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Vanished:
+    """The provider answered 404: the job is gone."""
+
+    message: str
+    latency_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimited:
+    """429, or this worker is paused after one: wait at least `retry_after_s`."""
+
+    retry_after_s: float | None
+    message: str = "rate limited"
+    local: bool = False  # True when no request was sent (the worker's own pause)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transient:
+    """5xx, timeout or connection error: try again later, never fail for it."""
+
+    reason: str
+    latency_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Downloaded:
+    """Every wanted asset is stored."""
+
+    assets: Mapping[Variant, Asset]
+    duration_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DownloadFailed:
+    """A download broke (truncated, 5xx, connection): retry the download, never the render."""
+
+    reason: str
+    assets: Mapping[Variant, Asset] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookReceived:
+    """A signed webhook said the job finished: look now."""
+
+    event_type: str
+    webhook_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reset:
+    """Admin: forget what we saw and poll from scratch (free)."""
+
+    actor: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    """Admin: resubmit a failed generation (paid)."""
+
+    actor: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancel:
+    """Admin: stop working on it."""
+
+    actor: str
+
+
+Observation = (
+    Submitted
+    | SubmitRejected
+    | SubmitLost
+    | Reconciled
+    | Polled
+    | Vanished
+    | RateLimited
+    | Transient
+    | Downloaded
+    | DownloadFailed
+    | WebhookReceived
+    | Reset
+    | Retry
+    | Cancel
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """The generation as it should be stored next, and the event that says why."""
+
+    generation: Generation
+    event: NewEvent
+
+
+# --- the rules ----------------------------------------------------------------------------
+
+
+def decide(
+    generation: Generation,
+    observation: Observation,
+    now: datetime,
+    policy: schedule.Policy,
+    rand: float = 0.5,
+) -> Decision:
+    """What follows from one observation; `rand` in [0, 1) drives backoff jitter."""
+    g = generation
+    match observation:
+        case Reset() | Retry() | Cancel():
+            return _admin(g, observation, now, policy)
+        case WebhookReceived(event_type=kind, webhook_id=webhook_id):
+            next_at = now if g.active else g.next_poll_at
+            data: dict[str, Any] = {"type": kind, "webhook_id": webhook_id}
+            return Decision(dataclasses.replace(g, next_poll_at=next_at), NewEvent("webhook", data))
+    if not g.active:
+        # A late answer about a generation someone already finished or cancelled: record only.
+        return Decision(g, NewEvent("ignored", {"observation": type(observation).__name__}))
+    match observation:
+        case Submitted(video=video, latency_s=latency):
+            return _accepted(g, video, now, policy, "submitted", latency)
+        case Reconciled(video=None):
+            new = dataclasses.replace(g, submit_ambiguous=False, failures=0, next_poll_at=now)
+            return Decision(new, NewEvent("reconciled", {"found": None}))
+        case Reconciled(video=RemoteVideo() as video):
+            return _accepted(g, video, now, policy, "reconciled", 0.0)
+        case SubmitRejected(error=error, http_status=http_status):
+            return _fail(g, error, now, {"http_status": http_status})
+        case SubmitLost(reason=reason):
+            failures = g.failures + 1
+            delay = schedule.backoff_s(failures, policy, rand)
+            new = dataclasses.replace(
+                g,
+                submit_ambiguous=True,
+                failures=failures,
+                next_poll_at=now + timedelta(seconds=delay),
+            )
+            return Decision(new, NewEvent("submit_ambiguous", {"reason": reason, "delay_s": delay}))
+        case Polled(video=video, latency_s=latency):
+            return _polled(g, video, now, policy, rand, latency)
+        case Vanished(message=message, latency_s=latency):
+            error = ErrorInfo("not_found", f"The provider no longer knows this video: {message}")
+            return _fail(g, error, now, {"latency_ms": _ms(latency)})
+        case RateLimited(retry_after_s=retry_after, message=message, local=local):
+            failures = g.failures + 1
+            if retry_after is not None and retry_after >= 0:
+                # No earlier than Retry-After; a little jitter after it spreads the herd.
+                delay = retry_after + rand * min(1.0, retry_after / 10.0)
+            else:
+                delay = schedule.backoff_s(failures, policy, rand)
+            new = dataclasses.replace(
+                g,
+                attempts=g.attempts + (0 if local else 1),
+                failures=failures,
+                next_poll_at=now + timedelta(seconds=delay),
+            )
+            data = {
+                "retry_after_s": retry_after,
+                "delay_s": delay,
+                "local": local,
+                "message": message,
+            }
+            return Decision(new, NewEvent("rate_limited", data))
+        case Transient(reason=reason, latency_s=latency):
+            failures = g.failures + 1
+            delay = schedule.backoff_s(failures, policy, rand)
+            new = dataclasses.replace(
+                g,
+                attempts=g.attempts + 1,
+                failures=failures,
+                next_poll_at=now + timedelta(seconds=delay),
+            )
+            data = {"reason": reason, "delay_s": delay, "latency_ms": _ms(latency)}
+            return Decision(new, NewEvent("retry_scheduled", data))
+        case Downloaded(assets=assets, duration_s=duration):
+            return _downloaded(g, assets, now, duration)
+        case DownloadFailed(reason=reason, assets=partial):
+            assets = {**g.assets, **partial}
+            if g.expires_at is not None and now >= g.expires_at:
+                error = ErrorInfo(
+                    "download_expired",
+                    f"The provider's copy expired before it could be downloaded: {reason}",
+                )
+                return _fail(dataclasses.replace(g, assets=assets), error, now, {})
+            failures = g.failures + 1
+            delay = schedule.backoff_s(failures, policy, rand)
+            next_at = now + timedelta(seconds=delay)
+            if g.expires_at is not None:
+                next_at = min(next_at, max(now, g.expires_at - timedelta(seconds=1)))
+            new = dataclasses.replace(g, assets=assets, failures=failures, next_poll_at=next_at)
+            return Decision(new, NewEvent("download_failed", {"reason": reason, "delay_s": delay}))
+    raise AssertionError(f"unhandled observation {observation!r}")  # pragma: no cover
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _timed_out(g: Generation, now: datetime, policy: schedule.Policy) -> bool:
+    return g.status in RENDERING and now >= schedule.deadline(g, policy)
+
+
+def _fail(g: Generation, error: ErrorInfo, now: datetime, data: dict[str, Any]) -> Decision:
+    new = dataclasses.replace(
+        g, status=Status.FAILED, error=error, next_poll_at=None, updated_at=now
+    )
+    return Decision(
+        new,
+        NewEvent(
+            "failed", {"from": g.status.value, "code": error.code, "message": error.message, **data}
+        ),
+    )
+
+
+def _timeout(g: Generation, now: datetime, policy: schedule.Policy) -> Decision:
+    minutes = policy.timeout_s / 60.0
+    error = ErrorInfo("timeout", f"Not finished after {minutes:g} minutes")
+    return _fail(g, error, now, {})
+
+
+def _accepted(
+    g: Generation,
+    video: RemoteVideo,
+    now: datetime,
+    policy: schedule.Policy,
+    kind: str,
+    latency: float,
+) -> Decision:
+    """The provider has the job (a create answered, or a lost create was found in its list)."""
+    base = dataclasses.replace(
+        g,
+        video_id=video.video_id,
+        submitted_at=now,
+        submit_ambiguous=False,
+        failures=0,
+        status=Status.QUEUED,
+    )
+    follow = _polled(base, video, now, policy, 0.0, latency)
+    data = {
+        "video_id": video.video_id,
+        "latency_ms": _ms(latency),
+        "remote_status": video.raw_status,
+    }
+    return Decision(follow.generation, NewEvent(kind, data))
+
+
+def _polled(
+    g: Generation,
+    video: RemoteVideo,
+    now: datetime,
+    policy: schedule.Policy,
+    rand: float,
+    latency: float,
+) -> Decision:
+    base = dataclasses.replace(g, attempts=g.attempts + 1, remote_status=video.raw_status)
+    data: dict[str, Any] = {"remote_status": video.raw_status, "latency_ms": _ms(latency)}
+    match video.status:
+        case RemoteStatus.COMPLETED:
+            new = dataclasses.replace(
+                base,
+                status=Status.DOWNLOADING,
+                progress=100,
+                failures=0,
+                remote_completed_at=video.completed_at or now,
+                expires_at=video.expires_at,
+                last_progress_at=now if g.progress != 100 else g.last_progress_at,
+                next_poll_at=now,
+            )
+            return Decision(
+                new, NewEvent("status", {**data, "from": g.status.value, "to": "downloading"})
+            )
+        case RemoteStatus.FAILED:
+            error = video.error or ErrorInfo(
+                video.raw_status, f"The provider reported {video.raw_status}"
+            )
+            return _fail(base, error, now, data)
+        case RemoteStatus.UNKNOWN:
+            if _timed_out(base, now, policy):
+                return _timeout(base, now, policy)
+            failures = g.failures + 1
+            delay = schedule.backoff_s(failures, policy, rand)
+            delay = schedule.clamp(delay, policy.poll_min_s, policy.poll_max_s)
+            new = dataclasses.replace(
+                base, failures=failures, next_poll_at=now + timedelta(seconds=delay)
+            )
+            return Decision(new, NewEvent("unknown_status", {**data, "delay_s": delay}))
+    status = Status.IN_PROGRESS if video.status is RemoteStatus.IN_PROGRESS else Status.QUEUED
+    if g.status is Status.IN_PROGRESS and status is Status.QUEUED:
+        status = Status.IN_PROGRESS  # never walk backwards in front of users
+    progress = max(g.progress, min(100, max(0, video.progress)))
+    changed = progress != g.progress
+    new = dataclasses.replace(
+        base,
+        status=status,
+        progress=progress,
+        failures=0,
+        started_at=g.started_at or (now if status is Status.IN_PROGRESS else None),
+        last_progress_at=now if changed or g.last_progress_at is None else g.last_progress_at,
+    )
+    if _timed_out(new, now, policy):
+        return _timeout(new, now, policy)
+    new = dataclasses.replace(new, next_poll_at=schedule.next_poll_at(new, now, policy))
+    if status is not g.status:
+        return Decision(
+            new, NewEvent("status", {**data, "from": g.status.value, "to": status.value})
+        )
+    return Decision(
+        new, NewEvent("progress" if changed else "poll", {**data, "progress": progress})
+    )
+
+
+def _downloaded(
+    g: Generation, assets: Mapping[Variant, Asset], now: datetime, duration: float
+) -> Decision:
+    merged = {**g.assets, **assets}
+    new = dataclasses.replace(
+        g,
+        status=Status.COMPLETED,
+        completed_at=now,
+        assets=merged,
+        failures=0,
+        next_poll_at=None,
+        error=None,
+    )
+    lag = (now - g.remote_completed_at).total_seconds() if g.remote_completed_at else None
+    data = {
+        "bytes": sum(a.bytes for a in merged.values()),
+        "duration_ms": _ms(duration),
+        "detection_lag_s": lag,
+        "variants": sorted(v.value for v in merged),
+    }
+    return Decision(new, NewEvent("completed", data))
+
+
+def _admin(
+    g: Generation, observation: Reset | Retry | Cancel, now: datetime, policy: schedule.Policy
+) -> Decision:
+    match observation:
+        case Cancel(actor=actor):
+            if not g.active:
+                raise exceptions.NotAllowed(f"cannot cancel a {g.status.value} generation")
+            new = dataclasses.replace(g, status=Status.CANCELLED, next_poll_at=None)
+            return Decision(new, NewEvent("cancelled", {"from": g.status.value}, actor=actor))
+        case Reset(actor=actor):
+            if g.status is Status.PENDING and g.video_id is None and not g.submit_ambiguous:
+                status = Status.PENDING
+            else:
+                status = Status.QUEUED if g.video_id else Status.PENDING
+            new = dataclasses.replace(
+                g,
+                status=status,
+                progress=0,
+                error=None,
+                attempts=0,
+                failures=0,
+                started_at=None,
+                remote_completed_at=None,
+                completed_at=None,
+                last_progress_at=None,
+                remote_status=None,
+                watch_started_at=now,
+                next_poll_at=now,
+            )
+            data: dict[str, Any] = {"from": g.status.value, "previous_error": _error_json(g.error)}
+            return Decision(new, NewEvent("reset", data, actor=actor))
+        case Retry(actor=actor):
+            if g.status is not Status.FAILED:
+                raise exceptions.NotAllowed(
+                    f"only failed generations can be retried; this one is {g.status.value}"
+                )
+            new = dataclasses.replace(
+                g,
+                status=Status.PENDING,
+                video_id=None,
+                progress=0,
+                error=None,
+                attempts=0,
+                failures=0,
+                submitted_at=None,
+                started_at=None,
+                remote_completed_at=None,
+                completed_at=None,
+                expires_at=None,
+                last_progress_at=None,
+                remote_status=None,
+                submit_ambiguous=False,
+                assets={},
+                watch_started_at=now,
+                next_poll_at=now,
+            )
+            data = {
+                "previous_video_id": g.video_id,
+                "previous_error": _error_json(g.error),
+                "estimated_cost_usd": estimated_cost_usd(g.model, g.seconds, g.size),
+            }
+            return Decision(new, NewEvent("retry", data, actor=actor))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _error_json(error: ErrorInfo | None) -> dict[str, str] | None:
+    return None if error is None else {"code": error.code, "message": error.message}

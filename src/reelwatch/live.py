@@ -1,0 +1,76 @@
+"""Live progress in the terminal: Rich progress bars with percent, ETA and the step in words."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from reelwatch import service
+from reelwatch.models import Generation, Status, Variant
+
+REFRESH_S = 0.5
+
+
+def _eta(g: Generation, svc: service.Service) -> str:
+    eta = g.eta_seconds(svc.clock.now())
+    if eta is None:
+        return "ETA --"
+    minutes, seconds = divmod(round(eta), 60)
+    return f"ETA {minutes}:{seconds:02d}"
+
+
+async def watch(
+    svc: service.Service, ids: Sequence[str], *, console: Console, work: bool = True
+) -> list[Generation]:
+    """Show the generations live until each is finished; run the worker meanwhile if `work`.
+
+    Prints a line (the notice) as each one completes or fails. Returns them, finished.
+    """
+    stop = asyncio.Event()
+    worker: asyncio.Task[None] | None = None
+    if work and svc.engine is not None:
+        worker = asyncio.create_task(svc.engine.run(stop, grace_s=5.0), name="live-worker")
+    progress = Progress(
+        TextColumn("{task.fields[label]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[eta]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[step]}"),
+        console=console,
+        transient=False,
+    )
+    rows: dict[str, TaskID] = {}
+    finished: dict[str, Generation] = {}
+    try:
+        with progress:
+            for gid in ids:
+                rows[gid] = progress.add_task("", total=100, label=gid[-8:], eta="", step="")
+            while len(finished) < len(ids):
+                for gid in ids:
+                    if gid in finished:
+                        continue
+                    g = await svc.get(gid)
+                    progress.update(rows[gid], completed=g.progress, eta=_eta(g, svc), step=g.step)
+                    if g.terminal:
+                        finished[gid] = g
+                        progress.stop_task(rows[gid])
+                        console.print(_notice(g, svc), markup=False)
+                if len(finished) < len(ids):
+                    await asyncio.sleep(REFRESH_S)
+    finally:
+        stop.set()
+        if worker is not None:
+            await worker
+    return [finished[gid] for gid in ids]
+
+
+def _notice(g: Generation, svc: service.Service) -> str:
+    if g.status is Status.COMPLETED:
+        video = g.assets.get(Variant.VIDEO)
+        where = f": {svc.storage.path(video.key)}" if video else ""
+        return f"Finished {g.id}{where}"
+    return f"{g.step} ({g.id})"

@@ -1,0 +1,221 @@
+"""Domain types: a generation, its status, its assets and its events. No I/O here."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a generation is; the values are the stored strings."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    DOWNLOADING = "downloading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({Status.PENDING, Status.QUEUED, Status.IN_PROGRESS, Status.DOWNLOADING})
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# Still rendering (or not yet accepted): the timeout applies to these, not to downloads.
+RENDERING = frozenset({Status.PENDING, Status.QUEUED, Status.IN_PROGRESS})
+
+
+class RemoteStatus(enum.StrEnum):
+    """A provider's status, normalised; UNKNOWN keeps the raw word in `RemoteVideo.raw_status`."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class Variant(enum.StrEnum):
+    """The downloadable assets of a finished video."""
+
+    VIDEO = "video"
+    THUMBNAIL = "thumbnail"
+    SPRITESHEET = "spritesheet"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoteVideo:
+    """What a provider said about one video, in provider-neutral terms."""
+
+    video_id: str
+    status: RemoteStatus
+    raw_status: str
+    progress: int
+    error: ErrorInfo | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    model: str | None = None
+    prompt: str | None = None
+    size: str | None = None
+    seconds: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Asset:
+    """One stored file: where it is (a storage key) and what it is."""
+
+    variant: Variant
+    key: str
+    bytes: int
+    sha256: str
+    content_type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+        }
+
+    @classmethod
+    def from_json(cls, variant: str, data: Mapping[str, Any]) -> Asset:
+        return cls(
+            variant=Variant(variant),
+            key=str(data["key"]),
+            bytes=int(data["bytes"]),
+            sha256=str(data["sha256"]),
+            content_type=str(data["content_type"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Generation:
+    """One video generation as reelwatch knows it (the row, minus lease bookkeeping)."""
+
+    id: str
+    provider: str
+    video_id: str | None
+    status: Status
+    progress: int
+    model: str
+    seconds: int
+    size: str
+    prompt: str
+    created_at: datetime
+    watch_started_at: datetime
+    input_reference: str | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    remote_completed_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    failures: int = 0
+    next_poll_at: datetime | None = None
+    last_progress_at: datetime | None = None
+    remote_status: str | None = None
+    submit_ambiguous: bool = False
+    assets: Mapping[Variant, Asset] = dataclasses.field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def timed_out(self) -> bool:
+        return (
+            self.status is Status.FAILED and self.error is not None and self.error.code == "timeout"
+        )
+
+    def eta_seconds(self, now: datetime) -> float | None:
+        """Seconds until the render should end, from the progress rate so far; None if unknown."""
+        if self.status is not Status.IN_PROGRESS or self.started_at is None or self.progress <= 0:
+            return None
+        elapsed = (now - self.started_at).total_seconds()
+        if elapsed <= 0:
+            return None
+        rate = self.progress / elapsed  # percent per second
+        return max(0.0, (100 - self.progress) / rate)
+
+    @property
+    def step(self) -> str:
+        """The current step in words, for people."""
+        match self.status:
+            case Status.PENDING:
+                if self.submit_ambiguous:
+                    return "Checking whether the provider accepted it"
+                return "Submitting to the provider"
+            case Status.QUEUED:
+                return "Queued at the provider"
+            case Status.IN_PROGRESS:
+                return f"Rendering {self.progress}%"
+            case Status.DOWNLOADING:
+                return "Downloading"
+            case Status.COMPLETED:
+                return "Ready"
+            case Status.FAILED:
+                reason = self.error.message if self.error else "unknown error"
+                return f"Failed: {reason}"
+            case Status.CANCELLED:
+                return "Cancelled"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a generation's audit log, as stored."""
+
+    id: int
+    generation_id: str
+    at: datetime
+    kind: str
+    status: Status
+    progress: int
+    actor: str | None
+    data: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended (the store assigns id, generation and status)."""
+
+    kind: str
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    actor: str | None = None
+
+
+# Prices per generated second, from ../shared/openai-videos-api.md section 8; used to show the
+# estimated cost of a resubmission before anyone pays for it.
+PRICE_PER_SECOND_USD: Mapping[str, float] = {
+    "sora-2": 0.10,
+    "sora-2-2025-10-06": 0.10,
+    "sora-2-2025-12-08": 0.10,
+    "sora-2-pro": 0.30,
+    "sora-2-pro-2025-10-06": 0.30,
+}
+PRO_LARGE_SIZES = frozenset({"1024x1792", "1792x1024"})
+
+
+def estimated_cost_usd(model: str, seconds: int, size: str) -> float | None:
+    """Estimated price of one generation, or None when the model's price is unknown."""
+    price = PRICE_PER_SECOND_USD.get(model)
+    if price is None:
+        return None
+    if model.startswith("sora-2-pro") and size in PRO_LARGE_SIZES:
+        price = 0.50
+    return round(price * seconds, 2)

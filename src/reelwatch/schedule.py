@@ -1,0 +1,62 @@
+"""When to look again: adaptive poll intervals and backoff with full jitter. Pure functions."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from reelwatch.models import Generation, Status
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """The knobs of the lifecycle, from settings; times in seconds."""
+
+    timeout_s: float = 900.0
+    poll_min_s: float = 1.0
+    poll_max_s: float = 30.0
+    webhook_poll_s: float | None = None  # set when webhooks are configured: polling is a safety net
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 120.0
+    queued_poll_s: float = 5.0
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def backoff_s(failures: int, policy: Policy, rand: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(failures-1))].
+
+    `rand` is a number in [0, 1) supplied by the caller, so this stays pure and testable.
+    A floor of a tenth of the base keeps a retry from landing in the same instant.
+    """
+    exponent = max(0, failures - 1)
+    ceiling = min(policy.backoff_max_s, policy.backoff_base_s * (2.0 ** min(exponent, 32)))
+    return max(policy.backoff_base_s / 10.0, rand * ceiling)
+
+
+def poll_interval_s(generation: Generation, now: datetime, policy: Policy) -> float:
+    """How long until the next status check of a generation that is still rendering.
+
+    Slow while queued or before any progress, then aimed at the predicted end of the render
+    (from the progress rate so far), never faster than `poll_min_s` nor slower than `poll_max_s`.
+    With webhooks configured the poll is only a safety net.
+    """
+    if policy.webhook_poll_s is not None:
+        return policy.webhook_poll_s
+    if generation.status is Status.IN_PROGRESS:
+        eta = generation.eta_seconds(now)
+        if eta is not None:
+            return clamp(eta, policy.poll_min_s, policy.poll_max_s)
+    waited = (now - generation.watch_started_at).total_seconds()
+    return clamp(max(policy.queued_poll_s, waited / 4.0), policy.poll_min_s, policy.poll_max_s)
+
+
+def next_poll_at(generation: Generation, now: datetime, policy: Policy) -> datetime:
+    return now + timedelta(seconds=poll_interval_s(generation, now, policy))
+
+
+def deadline(generation: Generation, policy: Policy) -> datetime:
+    """When a generation still rendering is failed as timed out."""
+    return generation.watch_started_at + timedelta(seconds=policy.timeout_s)

@@ -1,0 +1,149 @@
+"""Every setting in one typed object, read from the environment (and `.env`) at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reelwatch import exceptions
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def _env(name: str) -> Any:
+    """Bind a field to exactly one environment variable (the names are a contract)."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """reelwatch's configuration. Names are in ../shared/CONTRACT.md; extras are prefixed."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    data_dir: Path = Field(Path("reelwatch-data"), validation_alias=_env("REELWATCH_DATA_DIR"))
+    database_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_DATABASE_URL"))
+    storage_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_STORAGE_URL"))
+    timeout_minutes: float = Field(15.0, gt=0, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES"))
+    api_token: str | None = Field(None, validation_alias=_env("REELWATCH_API_TOKEN"))
+    openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str = Field(DEFAULT_OPENAI_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_webhook_secret: str | None = Field(None, validation_alias=_env("OPENAI_WEBHOOK_SECRET"))
+    cron_secret: str | None = Field(None, validation_alias=_env("CRON_SECRET"))
+
+    # Worker tuning (additions to the contract).
+    poll_min_seconds: float = Field(1.0, gt=0, validation_alias=_env("REELWATCH_POLL_MIN_SECONDS"))
+    poll_max_seconds: float = Field(30.0, gt=0, validation_alias=_env("REELWATCH_POLL_MAX_SECONDS"))
+    webhook_poll_seconds: float = Field(
+        120.0, gt=0, validation_alias=_env("REELWATCH_WEBHOOK_POLL_SECONDS")
+    )
+    concurrency: int = Field(32, ge=1, le=1000, validation_alias=_env("REELWATCH_CONCURRENCY"))
+    requests_per_minute: int = Field(
+        1200, ge=1, validation_alias=_env("REELWATCH_REQUESTS_PER_MINUTE")
+    )
+    batch_size: int = Field(200, ge=1, le=10000, validation_alias=_env("REELWATCH_BATCH_SIZE"))
+    lease_seconds: float = Field(60.0, ge=5, validation_alias=_env("REELWATCH_LEASE_SECONDS"))
+    request_timeout_seconds: float = Field(
+        20.0, gt=0, validation_alias=_env("REELWATCH_REQUEST_TIMEOUT_SECONDS")
+    )
+    backoff_base_seconds: float = Field(
+        1.0, gt=0, validation_alias=_env("REELWATCH_BACKOFF_BASE_SECONDS")
+    )
+    backoff_max_seconds: float = Field(
+        120.0, gt=0, validation_alias=_env("REELWATCH_BACKOFF_MAX_SECONDS")
+    )
+    download_variants: str = Field(
+        "video,thumbnail,spritesheet", validation_alias=_env("REELWATCH_DOWNLOAD_VARIANTS")
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=_env("REELWATCH_LOG_FORMAT")
+    )
+
+    @field_validator("database_url_raw")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("storage_url_raw")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if urlparse(value).scheme != "file":
+            raise ValueError("only file:///path is supported")
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL, including /v1")
+        return value.rstrip("/")
+
+    @field_validator("download_variants")
+    @classmethod
+    def _check_variants(cls, value: str) -> str:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        allowed = {"video", "thumbnail", "spritesheet"}
+        if "video" not in names or not set(names) <= allowed:
+            raise ValueError("a comma-separated subset of video,thumbnail,spritesheet with video")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _check_poll_bounds(self) -> Settings:
+        if self.poll_min_seconds > self.poll_max_seconds:
+            raise ValueError(
+                "REELWATCH_POLL_MIN_SECONDS must not exceed REELWATCH_POLL_MAX_SECONDS"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_raw or f"sqlite:///{self.data_dir.resolve() / 'reelwatch.db'}"
+
+    @property
+    def storage_path(self) -> Path:
+        if self.storage_url_raw:
+            return Path(urlparse(self.storage_url_raw).path)
+        return self.data_dir.resolve() / "videos"
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.timeout_minutes * 60.0
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(self.download_variants.split(","))
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return bool(self.openai_webhook_secret)
+
+
+_FIELD_TO_ENV = {
+    name: str(field.validation_alias.choices[0])
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, AliasChoices)
+}
+
+
+def load(**overrides: Any) -> Settings:
+    """Build settings from the environment; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        where = ", ".join(_FIELD_TO_ENV.get(part, part) for part in loc) or "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise exceptions.ConfigError(f"{where}: {message}") from exc

@@ -1,0 +1,518 @@
+"""All persistence, as domain verbs. SQLite and PostgreSQL differences live only here.
+
+Claims are leases, not locks held across network calls: `claim_due` marks a batch of due rows
+with an owner, a random token and an expiry in one statement; every later write of that row
+checks the token, so a worker that lost its lease (it was too slow, or an admin acted) cannot
+overwrite newer state. An expired lease makes the row claimable again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from reelwatch import exceptions, lifecycle
+from reelwatch.models import (
+    ACTIVE,
+    Asset,
+    ErrorInfo,
+    Event,
+    Generation,
+    NewEvent,
+    Status,
+    Variant,
+)
+from reelwatch.store import migrate
+from reelwatch.store.tables import UTCDateTime, events, generations
+
+_LEASE_COLUMNS = ("lease_owner", "lease_token", "lease_expires_at")
+_ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
+_utc = UTCDateTime()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """A generation this process holds the lease of, and the token that proves it."""
+
+    generation: Generation
+    token: str
+    lease_expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Generation]
+    next_cursor: str | None
+
+
+def urls(url: str) -> tuple[str, str]:
+    """The async URL the store uses and the sync URL Alembic uses, from a user's URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return (
+            str(parsed.set(drivername="sqlite+aiosqlite")),
+            str(parsed.set(drivername="sqlite")),
+        )
+    if backend in ("postgresql", "postgres"):
+        pg = parsed.set(drivername="postgresql+psycopg")
+        return pg.render_as_string(hide_password=False), pg.render_as_string(hide_password=False)
+    raise exceptions.ConfigError(f"REELWATCH_DATABASE_URL: unsupported database {backend!r}")
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    """The generations table, its events, and the verbs that change them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
+        # that reads and then writes can fail with SQLITE_BUSY instead of waiting its turn.
+        self._writer = engine.execution_options(reelwatch_write=True)
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    async def open(cls, url: str, *, upgrade: bool = True) -> Store:
+        """Connect (and migrate unless told not to); an unreachable database is one clear error."""
+        async_url, sync_url = urls(url)
+        parsed = make_url(async_url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if upgrade:
+                await asyncio.to_thread(migrate.upgrade, sync_url)
+            engine = _create_engine(async_url)
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise exceptions.DatabaseUnavailable(
+                f"cannot reach the database at {_safe(url)}: {reason}"
+            ) from exc
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def create(
+        self, generation: Generation, event: NewEvent, *, owner: str, now: datetime, lease_s: float
+    ) -> Claim:
+        """Insert a new generation, leased to its creator so no worker submits it meanwhile."""
+        token = secrets.token_hex(16)
+        expires = now + timedelta(seconds=lease_s)
+        row = {**_to_row(generation), "lease_owner": owner, "lease_token": token}
+        row["lease_expires_at"] = expires
+        async with self._write() as conn:
+            try:
+                await conn.execute(generations.insert().values(row))
+            except sa.exc.IntegrityError as exc:
+                raise exceptions.InvalidInput(
+                    f"video {generation.video_id} is already tracked"
+                ) from exc
+            await _append(conn, generation, event, generation.created_at)
+        return Claim(generation, token, expires)
+
+    async def claim_due(
+        self, *, owner: str, now: datetime, limit: int, lease_s: float
+    ) -> list[Claim]:
+        """Lease up to `limit` due generations, most overdue first, oldest first among equals."""
+        if limit <= 0:
+            return []
+        token = secrets.token_hex(16)
+        expires = now + timedelta(seconds=lease_s)
+        due = (
+            sa.select(generations.c.id)
+            .where(
+                generations.c.next_poll_at <= now,
+                generations.c.status.in_(_ACTIVE_VALUES),
+                sa.or_(
+                    generations.c.lease_expires_at.is_(None),
+                    generations.c.lease_expires_at < now,
+                ),
+            )
+            .order_by(generations.c.next_poll_at, generations.c.created_at)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            generations.update()
+            .where(generations.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
+            .returning(*generations.c)
+        )
+        async with self._write() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        claimed = [Claim(_from_row(r), token, expires) for r in rows]
+        claimed.sort(key=lambda c: (c.generation.next_poll_at or now, c.generation.created_at))
+        return claimed
+
+    async def claim(
+        self, generation_id: str, *, owner: str, now: datetime, lease_s: float
+    ) -> Claim | None:
+        """Lease one active generation now, whatever its due time; None if busy or finished."""
+        token = secrets.token_hex(16)
+        expires = now + timedelta(seconds=lease_s)
+        stmt = (
+            generations.update()
+            .where(
+                generations.c.id == generation_id,
+                generations.c.status.in_(_ACTIVE_VALUES),
+                sa.or_(
+                    generations.c.lease_expires_at.is_(None),
+                    generations.c.lease_expires_at < now,
+                ),
+            )
+            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
+            .returning(*generations.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else Claim(_from_row(row), token, expires)
+
+    async def apply(
+        self, claim: Claim, decision: lifecycle.Decision, *, now: datetime, release: bool = True
+    ) -> tuple[Claim, Event]:
+        """Store a decision and append its event in one transaction, if the lease still holds.
+
+        Raises LeaseLost (and writes nothing) when another worker or an admin took the row.
+        """
+        new = dataclasses.replace(decision.generation, updated_at=now)
+        values = _to_row(new)
+        expires = claim.lease_expires_at
+        if release:
+            values.update(lease_owner=None, lease_token=None, lease_expires_at=None)
+        stmt = generations.update().where(
+            generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
+        )
+        async with self._write() as conn:
+            result = await conn.execute(stmt.values(values))
+            if result.rowcount != 1:
+                raise exceptions.LeaseLost()
+            stored = await _append(conn, new, decision.event, now)
+        return Claim(new, claim.token, expires), stored
+
+    async def extend(self, claim: Claim, *, now: datetime, lease_s: float) -> Claim:
+        """Push a held lease further out (long downloads); LeaseLost if it is gone."""
+        expires = now + timedelta(seconds=lease_s)
+        stmt = (
+            generations.update()
+            .where(
+                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
+            )
+            .values(lease_expires_at=expires)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount != 1:
+                raise exceptions.LeaseLost()
+        return dataclasses.replace(claim, lease_expires_at=expires)
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        """Give leases back unchanged (shutdown): the rows are due again for anyone."""
+        if not claims:
+            return
+        async with self._write() as conn:
+            for claim in claims:
+                await conn.execute(
+                    generations.update()
+                    .where(
+                        generations.c.id == claim.generation.id,
+                        generations.c.lease_token == claim.token,
+                    )
+                    .values(lease_owner=None, lease_token=None, lease_expires_at=None)
+                )
+
+    async def act(
+        self,
+        generation_id: str,
+        decide: Callable[[Generation], lifecycle.Decision],
+        *,
+        now: datetime,
+    ) -> tuple[Generation, Event]:
+        """Apply an out-of-band decision (admin action, webhook) to the current row.
+
+        The row is read and written in one transaction and any lease on it is voided, so a
+        worker still working on the old state finds its write refused. If `decide` raises,
+        nothing is written.
+        """
+        query = sa.select(generations).where(generations.c.id == generation_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        async with self._write() as conn:
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                raise exceptions.NotFound(f"no generation {generation_id}")
+            decision = decide(_from_row(row))
+            new = dataclasses.replace(decision.generation, updated_at=now)
+            values = {**_to_row(new), **dict.fromkeys(_LEASE_COLUMNS)}
+            await conn.execute(
+                generations.update().where(generations.c.id == generation_id).values(values)
+            )
+            stored = await _append(conn, new, decision.event, now)
+        return new, stored
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, generation_id: str) -> Generation:
+        async with self._engine.connect() as conn:
+            query = sa.select(generations).where(generations.c.id == generation_id)
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise exceptions.NotFound(f"no generation {generation_id}")
+        return _from_row(row)
+
+    async def find(self, provider: str, video_id: str) -> Generation | None:
+        query = sa.select(generations).where(
+            generations.c.provider == provider, generations.c.video_id == video_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _from_row(row)
+
+    async def video_ids(self, provider: str, candidates: Sequence[str]) -> set[str]:
+        """Which of these provider ids are already tracked (for reconciliation)."""
+        if not candidates:
+            return set()
+        query = sa.select(generations.c.video_id).where(
+            generations.c.provider == provider, generations.c.video_id.in_(list(candidates))
+        )
+        async with self._engine.connect() as conn:
+            return {str(v) for v in (await conn.execute(query)).scalars()}
+
+    async def page(
+        self,
+        *,
+        statuses: Sequence[Status] = (),
+        model: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first, with an opaque keyset cursor (stable under inserts)."""
+        query = sa.select(generations)
+        if statuses:
+            query = query.where(generations.c.status.in_([s.value for s in statuses]))
+        if model:
+            query = query.where(generations.c.model == model)
+        if text:
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(generations.c.prompt.ilike(f"%{escaped}%", escape="\\"))
+        if cursor:
+            created_at, last_id = _decode_cursor(cursor)
+            query = query.where(
+                sa.tuple_(generations.c.created_at, generations.c.id)
+                < sa.tuple_(sa.literal(created_at, generations.c.created_at.type), last_id)
+            )
+        query = query.order_by(generations.c.created_at.desc(), generations.c.id.desc())
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
+        items = [_from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, _encode_cursor(items[-1]) if more and items else None)
+
+    async def history(self, generation_id: str) -> list[Event]:
+        await self.get(generation_id)  # NotFound for an unknown id
+        query = sa.select(events).where(events.c.generation_id == generation_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(events.c.id))).mappings().all()
+        return [_event(r) for r in rows]
+
+    async def events_after(self, after_id: int, *, limit: int = 500) -> list[Event]:
+        query = sa.select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_event(r) for r in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest time any active, unleased generation is due (for the worker's sleep)."""
+        query = sa.select(sa.func.min(generations.c.next_poll_at)).where(
+            generations.c.status.in_(_ACTIVE_VALUES), generations.c.lease_token.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(query)).scalar()
+        return _utc.process_result_value(value, self._engine.dialect)
+
+    async def count_by_status(self) -> dict[Status, int]:
+        query = sa.select(generations.c.status, sa.func.count()).group_by(generations.c.status)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        counts = dict.fromkeys(Status, 0)
+        counts.update({Status(s): int(n) for s, n in rows})
+        return counts
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+
+def _create_engine(async_url: str) -> AsyncEngine:
+    if make_url(async_url).get_backend_name() != "sqlite":
+        return create_async_engine(async_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(async_url, connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see the begin hook).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa_event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: SyncConnection) -> None:
+        write = conn.get_execution_options().get("reelwatch_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+async def _append(
+    conn: AsyncConnection, generation: Generation, event: NewEvent, at: datetime
+) -> Event:
+    data = dict(event.data)
+    values = {
+        "generation_id": generation.id,
+        "at": at,
+        "kind": event.kind,
+        "status": generation.status.value,
+        "progress": generation.progress,
+        "actor": event.actor,
+        "data": data,
+    }
+    event_id = (await conn.execute(events.insert().values(values).returning(events.c.id))).scalar()
+    assert event_id is not None
+    return Event(
+        id=int(event_id),
+        generation_id=generation.id,
+        at=at,
+        kind=event.kind,
+        status=generation.status,
+        progress=generation.progress,
+        actor=event.actor,
+        data=data,
+    )
+
+
+def _to_row(g: Generation) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "provider": g.provider,
+        "video_id": g.video_id,
+        "status": g.status.value,
+        "progress": g.progress,
+        "model": g.model,
+        "seconds": g.seconds,
+        "size": g.size,
+        "prompt": g.prompt,
+        "input_reference": g.input_reference,
+        "created_at": g.created_at,
+        "watch_started_at": g.watch_started_at,
+        "submitted_at": g.submitted_at,
+        "started_at": g.started_at,
+        "remote_completed_at": g.remote_completed_at,
+        "completed_at": g.completed_at,
+        "expires_at": g.expires_at,
+        "error_code": g.error.code if g.error else None,
+        "error_message": g.error.message if g.error else None,
+        "attempts": g.attempts,
+        "failures": g.failures,
+        "next_poll_at": g.next_poll_at,
+        "last_progress_at": g.last_progress_at,
+        "remote_status": g.remote_status,
+        "submit_ambiguous": g.submit_ambiguous,
+        "assets": {v.value: a.to_json() for v, a in g.assets.items()},
+        "updated_at": g.updated_at or g.created_at,
+    }
+
+
+def _from_row(row: sa.RowMapping) -> Generation:
+    error = None
+    if row["error_code"] is not None:
+        error = ErrorInfo(row["error_code"], row["error_message"] or "")
+    assets = {Variant(k): Asset.from_json(k, v) for k, v in (row["assets"] or {}).items()}
+    return Generation(
+        id=row["id"],
+        provider=row["provider"],
+        video_id=row["video_id"],
+        status=Status(row["status"]),
+        progress=row["progress"],
+        model=row["model"],
+        seconds=row["seconds"],
+        size=row["size"],
+        prompt=row["prompt"],
+        input_reference=row["input_reference"],
+        created_at=row["created_at"],
+        watch_started_at=row["watch_started_at"],
+        submitted_at=row["submitted_at"],
+        started_at=row["started_at"],
+        remote_completed_at=row["remote_completed_at"],
+        completed_at=row["completed_at"],
+        expires_at=row["expires_at"],
+        error=error,
+        attempts=row["attempts"],
+        failures=row["failures"],
+        next_poll_at=row["next_poll_at"],
+        last_progress_at=row["last_progress_at"],
+        remote_status=row["remote_status"],
+        submit_ambiguous=bool(row["submit_ambiguous"]),
+        assets=assets,
+        updated_at=row["updated_at"],
+    )
+
+
+def _event(row: sa.RowMapping) -> Event:
+    return Event(
+        id=int(row["id"]),
+        generation_id=row["generation_id"],
+        at=row["at"],
+        kind=row["kind"],
+        status=Status(row["status"]),
+        progress=row["progress"],
+        actor=row["actor"],
+        data=row["data"] or {},
+    )
+
+
+def _encode_cursor(g: Generation) -> str:
+    raw = json.dumps([g.created_at.isoformat(), g.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, last_id = json.loads(raw)
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None or not isinstance(last_id, str):
+            raise ValueError(cursor)
+        return parsed, last_id
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise exceptions.InvalidInput("cursor: not a cursor this server handed out") from exc

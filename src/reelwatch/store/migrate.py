@@ -1,0 +1,22 @@
+"""Alembic, driven from code: the server, the worker and `reelwatch db upgrade` call `upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def config(sync_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser interpolates '%'; URL-encoded passwords contain it.
+    cfg.set_main_option("sqlalchemy.url", sync_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(sync_url: str, revision: str = "head") -> None:
+    command.upgrade(config(sync_url), revision)

@@ -1,0 +1,106 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; tests compare the two."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no time zones, so naive UTC is stored there in one
+    fixed format, which keeps string comparison in WHERE clauses correct.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+generations = sa.Table(
+    "generations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("video_id", sa.String(200)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False, default=0),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("seconds", sa.Integer, nullable=False),
+    sa.Column("size", sa.String(20), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("input_reference", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("watch_started_at", UTCDateTime, nullable=False),
+    sa.Column("submitted_at", UTCDateTime),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("remote_completed_at", UTCDateTime),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("next_poll_at", UTCDateTime),
+    sa.Column("last_progress_at", UTCDateTime),
+    sa.Column("remote_status", sa.String(50)),
+    sa.Column("submit_ambiguous", sa.Boolean, nullable=False, default=False),
+    sa.Column("assets", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_token", sa.String(64)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    # Due rows are found by this index; terminal rows have next_poll_at NULL.
+    sa.Index(None, "next_poll_at"),
+    # Newest-first listing with a keyset cursor.
+    sa.Index(None, "created_at", "id"),
+    sa.Index(None, "status", "created_at"),
+    sa.UniqueConstraint("provider", "video_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "generation_id",
+        sa.String(40),
+        sa.ForeignKey("generations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index(None, "generation_id", "id"),
+)

@@ -1,0 +1,144 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, the simulator over real HTTP, a clock."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from reelwatch import clock, service, settings, simulator
+from reelwatch.models import Generation
+from reelwatch.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "REELWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_")
+SCRUBBED_NAMES = ("CRON_SECRET",)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test reads the developer's environment or a stray `.env`."""
+    for name in list(os.environ):
+        if name.startswith(SCRUBBED_PREFIXES) or name in SCRUBBED_NAMES:
+            if name != "REELWATCH_TEST_POSTGRES_URL":
+                monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (CI never skips these tests)."""
+    problem = _pg_reachable()
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}")
+    name = f"reelwatch_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on a SQLite file and on a real PostgreSQL (tables emptied per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reelwatch.db'}"
+        return
+    url: str = request.getfixturevalue("pg_server")
+    yield url
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('generations') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute("TRUNCATE events, generations")
+
+
+@pytest.fixture
+def sim() -> Iterator[simulator.RunningSimulator]:
+    """The OpenAI-compatible simulator on a free loopback port."""
+    config = simulator.SimConfig(api_key="sk-test", queue_s=(2.0, 2.0), render_s=(10.0, 10.0))
+    with simulator.running(config) as running:
+        yield running
+
+
+@dataclass
+class World:
+    """A test's reelwatch: settings, a hand-driven clock kept in step with the simulator's."""
+
+    settings: Settings
+    clock: clock.FakeClock
+    sim: simulator.RunningSimulator
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.sim.sim.clock.advance(seconds)
+
+    def advance_to(self, when: datetime | None) -> None:
+        """Move both clocks forward to `when` (if it is in the future)."""
+        assert when is not None
+        gap = (when - self.clock.now()).total_seconds()
+        if gap > 0:
+            self.advance(gap)
+
+    def with_settings(self, **changes: Any) -> World:
+        return World(self.settings.model_copy(update=changes), self.clock, self.sim)
+
+
+def make_settings(tmp_path: Path, db: str, base_url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url_raw": db,
+        "openai_api_key": "sk-test",
+        "openai_base_url": base_url,
+        "poll_min_seconds": 1.0,
+        "poll_max_seconds": 30.0,
+        "backoff_base_seconds": 1.0,
+        "request_timeout_seconds": 5.0,
+    }
+    values.update(extra)
+    return settings.load(**values)
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str, sim: simulator.RunningSimulator) -> World:
+    start = datetime.fromtimestamp(sim.sim.clock.now(), UTC)
+    return World(make_settings(tmp_path, db_url, sim.base_url), clock.FakeClock(start), sim)
+
+
+@pytest.fixture
+async def svc(world: World) -> AsyncIterator[service.Service]:
+    async with service.open_service(world.settings, clock=world.clock, need_provider=True) as s:
+        yield s
+
+
+async def step(svc: service.Service, world: World, generation_id: str) -> Generation:
+    """Advance the clocks to the generation's next poll, run one worker cycle, return it."""
+    g = await svc.get(generation_id)
+    world.advance_to(g.next_poll_at)
+    assert svc.engine is not None
+    await svc.engine.cycle()
+    return await svc.get(generation_id)
