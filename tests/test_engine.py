@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from reelwatch import service
-from reelwatch.models import Status, Variant
+from reelwatch.models import Generation, Status, Variant
 from tests.conftest import World, step
 
 pytestmark = pytest.mark.asyncio
@@ -41,3 +43,201 @@ async def test_submit_then_worker_moves_it_to_completed_with_files(
     assert g.assets[Variant.VIDEO].content_type == "video/mp4"
     kinds = [e.kind for e in await svc.history(g.id)]
     assert kinds[0] == "created" and kinds[1] == "submitted" and kinds[-1] == "completed"
+
+
+async def submit(svc: service.Service, prompt: str, **kwargs: object) -> Generation:
+    return await svc.submit(service.SubmitRequest(prompt, **kwargs))  # type: ignore[arg-type]
+
+
+async def run_until_terminal(svc: service.Service, world: World, gid: str, steps: int = 30) -> Generation:
+    g = await svc.get(gid)
+    for _ in range(steps):
+        if g.terminal:
+            return g
+        g = await step(svc, world, gid)
+    raise AssertionError(f"{gid} still {g.status} after {steps} steps")
+
+
+async def test_rate_limit_window_is_honoured_and_pauses_the_worker(world: World) -> None:
+    """A 429 with Retry-After reschedules no earlier than it and pauses every call until then."""
+    serial = world.with_settings(concurrency=1)  # one call at a time: nothing else in flight
+    async with service.open_service(serial.settings, clock=serial.clock, need_provider=True) as svc:
+        a = await submit(svc, "first")
+        b = await submit(svc, "second")
+        assert a.next_poll_at and b.next_poll_at
+        world.advance_to(max(a.next_poll_at, b.next_poll_at))
+        world.sim.sim.inject("retrieve", "rate_limit", retry_after=7)
+        before = world.sim.sim.stats()["requests"].get("retrieve", 0)
+        now = world.clock.now()
+        await cycle(svc)
+        after = world.sim.sim.stats()["requests"].get("retrieve", 0)
+        assert after - before == 1  # the second call was never sent: the worker paused itself
+        for gid in (a.id, b.id):
+            g = await svc.get(gid)
+            assert g.status is Status.QUEUED
+            assert g.next_poll_at is not None
+            assert g.next_poll_at >= now + timedelta(seconds=7)
+            assert (await svc.history(gid))[-1].kind == "rate_limited"
+        world.advance(3)
+        await cycle(svc)  # still inside the window: nothing is due, nothing is sent
+        assert world.sim.sim.stats()["requests"].get("retrieve", 0) == after
+        world.advance(7)  # past Retry-After and its jitter (at most 1 s per pause)
+        await cycle(svc)
+        assert world.sim.sim.stats()["requests"].get("retrieve", 0) == after + 2
+
+
+async def test_retry_after_ms_header_is_honoured(svc: service.Service, world: World) -> None:
+    """`retry-after-ms` is read as milliseconds."""
+    g = await submit(svc, "ms")
+    world.advance_to(g.next_poll_at)
+    world.sim.sim.inject("retrieve", "rate_limit", retry_after_ms=4500)
+    now = world.clock.now()
+    await cycle(svc)
+    g = await svc.get(g.id)
+    assert g.next_poll_at is not None
+    assert now + timedelta(seconds=4.49) <= g.next_poll_at <= now + timedelta(seconds=5.6)
+
+
+async def test_server_errors_are_retried_with_backoff_never_failed(
+    svc: service.Service, world: World
+) -> None:
+    """5xx answers keep the generation where it is, back off, and it completes afterwards."""
+    g = await submit(svc, "flaky")
+    world.sim.sim.inject("retrieve", "server_error", count=3, status=503)
+    for expected_failures in (1, 2, 3):
+        g = await step(svc, world, g.id)
+        assert g.status is Status.QUEUED and g.failures == expected_failures
+    kinds = [e.kind for e in await svc.history(g.id)]
+    assert kinds.count("retry_scheduled") == 3
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.status is Status.COMPLETED and g.failures == 0
+
+
+async def test_truncated_download_is_repaired_without_a_new_generation(
+    svc: service.Service, world: World
+) -> None:
+    """A body cut short is retried on its own; no second create, no half-written file left."""
+    g = await submit(svc, "truncate me [sim:queue=0,render=1]")
+    world.sim.sim.inject("content", "truncate", count=1)
+    while g.status in (Status.QUEUED, Status.IN_PROGRESS):
+        g = await step(svc, world, g.id)
+    assert g.status is Status.DOWNLOADING
+    assert (await svc.history(g.id))[-1].kind == "download_failed"
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.status is Status.COMPLETED
+    video = g.assets[Variant.VIDEO]
+    assert video.sha256 == world.sim.sim.expected_sha256(g.video_id, "video")
+    assert world.sim.sim.stats()["creates"] == 1
+    leftovers = [p.name for p in svc.storage.root.rglob("*.part")]
+    assert leftovers == []
+
+
+async def test_stuck_job_times_out(tmp_path: Path, world: World) -> None:
+    """A job that never finishes is failed as `timeout` after REELWATCH_TIMEOUT_MINUTES."""
+    quick = world.with_settings(timeout_minutes=0.25)  # 15 s
+    async with service.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
+        g = await submit(svc, "[sim:stuck] forever")
+        summaries = []
+        for _ in range(20):
+            g = await svc.get(g.id)
+            if g.terminal:
+                break
+            quick.advance_to(g.next_poll_at)
+            summaries.append(await cycle(svc))
+        assert g.status is Status.FAILED and g.error is not None and g.error.code == "timeout"
+        assert g.timed_out
+        assert summaries[-1]["results"]["timedOut"] == 1  # type: ignore[index]
+        assert quick.clock.now() >= g.watch_started_at + timedelta(seconds=15)
+
+
+async def test_vanished_job_is_failed_not_found(svc: service.Service, world: World) -> None:
+    """A 404 on retrieve means the job is gone: failed with code not_found."""
+    g = await submit(svc, "[sim:vanish_after=1] now you see me")
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.status is Status.FAILED and g.error is not None and g.error.code == "not_found"
+
+
+async def test_remote_failure_keeps_the_providers_code_and_message(
+    svc: service.Service, world: World
+) -> None:
+    """A provider-side failure is recorded with its code and message."""
+    g = await submit(svc, "[sim:fail=moderation_blocked] nope")
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.error is not None and g.error.code == "moderation_blocked"
+    assert "moderation" in g.error.message
+    assert g.step.startswith("Failed: ")
+
+
+async def test_unknown_remote_status_keeps_polling_and_is_recorded(
+    svc: service.Service, world: World
+) -> None:
+    """A status word nobody knows is an event, not a crash and not a silent spin."""
+    g = await submit(svc, "[sim:unknown_status=mystery,queue=0,render=30] odd gateway")
+    for _ in range(3):
+        g = await step(svc, world, g.id)
+    assert g.status in (Status.QUEUED, Status.IN_PROGRESS)
+    unknown = [e for e in await svc.history(g.id) if e.kind == "unknown_status"]
+    assert len(unknown) >= 2 and unknown[0].data["remote_status"] == "mystery"
+    assert g.next_poll_at is not None and g.next_poll_at > world.clock.now()
+
+
+async def test_lost_create_answer_is_reconciled_not_resubmitted(
+    svc: service.Service, world: World
+) -> None:
+    """The job was created but the answer lost: the worker finds it in the list, pays once."""
+    world.sim.sim.inject("create", "create_then_fail")
+    g = await submit(svc, "was I created?")
+    assert g.status is Status.PENDING and g.submit_ambiguous and g.video_id is None
+    assert world.sim.sim.stats()["creates"] == 1
+    g = await step(svc, world, g.id)
+    assert g.status is Status.QUEUED and g.video_id is not None
+    assert world.sim.sim.stats()["creates"] == 1
+    kinds = [e.kind for e in await svc.history(g.id)]
+    assert "submit_ambiguous" in kinds and "reconciled" in kinds
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.status is Status.COMPLETED
+
+
+async def test_create_that_never_happened_is_submitted_again_after_checking(
+    svc: service.Service, world: World
+) -> None:
+    """A create that failed before creating anything is resubmitted once the list shows none."""
+    world.sim.sim.inject("create", "server_error", status=502)
+    g = await submit(svc, "try again")
+    assert g.status is Status.PENDING and g.submit_ambiguous
+    g = await step(svc, world, g.id)
+    assert g.status is Status.QUEUED and g.video_id is not None
+    assert world.sim.sim.stats()["jobs"] == 1
+    reconciled = [e for e in await svc.history(g.id) if e.kind == "reconciled"]
+    assert reconciled[0].data["found"] is None
+
+
+async def test_one_bad_generation_never_stops_the_others(
+    svc: service.Service, world: World
+) -> None:
+    """Connection drops for one video leave the rest of the batch progressing."""
+    good = [await submit(svc, f"good {i} [sim:queue=0,render=1]") for i in range(3)]
+    bad = await submit(svc, "bad [sim:queue=0,render=1]")
+    world.sim.sim.inject("retrieve", "drop", count=-1, video_id=bad.video_id)
+    world.advance_to(max(g.next_poll_at for g in [*good, bad] if g.next_poll_at))
+    summary = await cycle(svc)
+    assert summary["processed"] == 4
+    for g in good:
+        assert (await svc.get(g.id)).status is Status.COMPLETED
+    b = await svc.get(bad.id)
+    assert b.status is bad.status and b.failures == 1
+
+
+async def test_input_reference_is_sent_and_kept(
+    svc: service.Service, world: World, tmp_path: Path
+) -> None:
+    """The reference image goes to the provider and a copy is kept for retries."""
+    image = tmp_path / "first.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 1000)
+    g = await submit(svc, "from a frame", input_reference=image)
+    assert g.input_reference is not None
+    assert svc.storage.path(g.input_reference).read_bytes() == image.read_bytes()
+    assert g.video_id is not None
+    job = world.sim.sim.job(g.video_id)
+    assert job is not None and job.reference is not None
+    assert job.reference.byte_count == 1008 and job.reference.content_type == "image/png"
