@@ -1,0 +1,212 @@
+"""The `reelwatch` command as users run it: a subprocess against the simulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reelwatch import simulator
+
+
+@pytest.fixture
+def cli_sim() -> Iterator[simulator.RunningSimulator]:
+    config = simulator.SimConfig(api_key="sk-cli", queue_s=(0.2, 0.2), render_s=(1.0, 1.0))
+    with simulator.running(config) as running:
+        yield running
+
+
+@pytest.fixture
+def env(tmp_path: Path, cli_sim: simulator.RunningSimulator) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REELWATCH_DATA_DIR": str(tmp_path / "data"),
+        "OPENAI_API_KEY": "sk-cli",
+        "OPENAI_BASE_URL": cli_sim.base_url,
+        "REELWATCH_POLL_MIN_SECONDS": "0.1",
+        "REELWATCH_POLL_MAX_SECONDS": "0.5",
+        "REELWATCH_LOG_FORMAT": "json",
+    }
+
+
+def rw(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reelwatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def rows(env: dict[str, str]) -> int:
+    db = Path(env["REELWATCH_DATA_DIR"]) / "reelwatch.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "generations" not in tables:
+            return 0
+        return int(conn.execute("SELECT count(*) FROM generations").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["submit", "x", "--model", "sora-9"], "model: unknown model 'sora-9'"),
+        (["submit", "x", "--seconds", "5"], "seconds: 5 is not one of"),
+        (["submit", "x", "--size", "640x480"], "size: '640x480' is not one of"),
+        (["submit", "   "], "prompt: must not be empty"),
+        (["submit", "x" * 32001], "prompt: 32001 characters"),
+        (["submit", "x", "--input-reference", "/nope.png"], "input_reference: no such file"),
+    ],
+)
+def test_bad_submit_input_is_one_line_and_writes_nothing(
+    env: dict[str, str], args: list[str], needle: str
+) -> None:
+    """Each bad input: exit code 1, one line naming the problem, nothing written."""
+    result = rw(env, *args)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and needle in result.stderr
+    assert rows(env) == 0
+    assert not (Path(env["REELWATCH_DATA_DIR"]) / "videos").exists()
+
+
+def test_submit_json_has_the_contract_fields(env: dict[str, str]) -> None:
+    """`submit --json` prints a generation with every contract field."""
+    result = rw(env, "submit", "a paper boat", "--json")
+    assert result.returncode == 0, result.stderr
+    g = json.loads(result.stdout)
+    expected = {
+        "id", "provider", "video_id", "status", "progress", "step", "eta_seconds", "model",
+        "seconds", "size", "prompt", "created_at", "submitted_at", "completed_at", "expires_at",
+        "error", "attempts", "next_poll_at", "assets",
+    }  # fmt: skip
+    assert expected <= set(g)
+    assert g["status"] in ("queued", "in_progress") and g["video_id"].startswith("video_")
+    assert g["created_at"].endswith("Z") and g["model"] == "sora-2" and g["seconds"] == 4
+
+
+def test_submit_wait_shows_progress_and_finishes(env: dict[str, str]) -> None:
+    """`submit --wait` runs until the video is on disk and says so."""
+    result = rw(env, "submit", "wait for me", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    g = json.loads(result.stdout)
+    assert g["status"] == "completed"
+    assert "Finished" in result.stderr and "%" in result.stderr
+    video = g["assets"]["video"]
+    assert video["content_type"] == "video/mp4" and len(video["sha256"]) == 64
+
+
+def test_status_list_history_and_worker_once(env: dict[str, str]) -> None:
+    """The read commands and one worker cycle, in JSON."""
+    g = json.loads(rw(env, "submit", "look at me", "--json").stdout)
+    status = json.loads(rw(env, "status", g["id"], "--json").stdout)
+    assert status["id"] == g["id"]
+    listed = json.loads(rw(env, "list", "--json", "--status", "queued").stdout)
+    assert [item["id"] for item in listed["data"]] == [g["id"]]
+    time.sleep(1.5)  # the simulator runs in real time here; its job finishes in 1.2 s
+    summary = json.loads(rw(env, "worker", "--once").stdout)
+    assert set(summary) == {"success", "message", "processed", "results", "duration"}
+    assert set(summary["results"]) == {"success", "failed", "timedOut", "errors"}
+    assert summary["success"] is True and summary["processed"] >= 0
+    history = json.loads(rw(env, "history", g["id"], "--json").stdout)
+    assert [e["kind"] for e in history][:2] == ["created", "submitted"]
+
+
+def test_unknown_id_is_one_line(env: dict[str, str]) -> None:
+    """An unknown id is an error naming it, exit code 1."""
+    for command in ("status", "history", "reset", "cancel", "retry"):
+        result = rw(env, command, "gen_nope")
+        assert result.returncode == 1 and "no generation gen_nope" in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_retry_needs_a_failed_generation_and_confirmation(env: dict[str, str]) -> None:
+    """Retry refuses a non-failed one, asks before paying, and resubmits with --yes."""
+    ok = json.loads(rw(env, "submit", "fine", "--json").stdout)
+    refused = rw(env, "retry", ok["id"], "--yes")
+    assert refused.returncode == 1 and "only failed generations" in refused.stderr
+    bad = rw(env, "submit", "[sim:fail=moderation_blocked,queue=0,render=0] no", "--wait", "--json")
+    assert bad.returncode == 1
+    failed = json.loads(bad.stdout)
+    assert failed["error"]["code"] == "moderation_blocked"
+    unconfirmed = rw(env, "retry", failed["id"])
+    assert unconfirmed.returncode == 1 and "--yes" in unconfirmed.stderr
+    assert "$0.40" in unconfirmed.stderr
+    assert json.loads(rw(env, "status", failed["id"], "--json").stdout)["status"] == "failed"
+    retried = rw(env, "retry", failed["id"], "--yes", "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["video_id"] != failed["video_id"]
+
+
+def test_bad_settings_and_unreachable_database_are_one_line(env: dict[str, str]) -> None:
+    """Configuration errors name the variable; an unreachable database names the problem."""
+    bad = rw({**env, "REELWATCH_TIMEOUT_MINUTES": "soon"}, "list")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: REELWATCH_TIMEOUT_MINUTES:")
+    assert bad.stderr.count("\n") == 1
+    down = rw(
+        {**env, "REELWATCH_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"}, "list"
+    )
+    assert down.returncode == 1 and "cannot reach the database" in down.stderr
+    assert "hunter2" not in down.stderr and down.stderr.count("\n") == 1
+    nokey = rw({k: v for k, v in env.items() if k != "OPENAI_API_KEY"}, "submit", "x")
+    assert nokey.returncode == 1 and "OPENAI_API_KEY" in nokey.stderr
+
+
+def test_worker_stops_cleanly_on_sigterm(env: dict[str, str]) -> None:
+    """SIGTERM: the worker stops claiming, finishes, and exits 0."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "reelwatch", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()  # "worker started"
+            assert "worker_start" in line
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert "worker_stop" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_db_upgrade(env: dict[str, str]) -> None:
+    """`db upgrade` creates the schema and is idempotent."""
+    for _ in range(2):
+        result = rw(env, "db", "upgrade")
+        assert result.returncode == 0, result.stderr
+    assert rows(env) == 0
+
+
+@pytest.mark.slow
+def test_demo_runs_to_completion_with_files_on_disk(tmp_path: Path) -> None:
+    """`reelwatch demo` with nothing configured: generations complete, files are on disk."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELWATCH_", "OPENAI_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "reelwatch", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    videos = list((tmp_path / "reelwatch-data" / "videos").rglob("video.mp4"))
+    assert len(videos) == 3  # one of the four samples is refused by moderation
+    assert "completed" in result.stdout and "failed" in result.stdout

@@ -1,0 +1,203 @@
+"""The continuous worker, leases across workers, and admin actions racing a worker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from reelwatch import exceptions, lifecycle, service
+from reelwatch.models import Status
+from tests.conftest import World, step
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_continuous_worker_finishes_generations_on_its_own(world: World) -> None:
+    """`run()` moves every generation to completed without anyone polling by hand."""
+    fast = world.with_settings(poll_min_seconds=0.05, poll_max_seconds=0.2)
+    async with service.open_service(fast.settings, need_provider=True) as svc:
+        ids = [
+            (await svc.submit(service.SubmitRequest(f"run {i} [sim:queue=0.2,render=0.6]"))).id
+            for i in range(5)
+        ]
+        assert svc.engine is not None
+        stop = asyncio.Event()
+        worker = asyncio.create_task(svc.engine.run(stop))
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    gs = [await svc.get(i) for i in ids]
+                    if all(g.terminal for g in gs):
+                        break
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await worker
+        assert {g.status for g in gs} == {Status.COMPLETED}
+
+
+async def test_graceful_shutdown_finishes_in_flight_work_and_releases(world: World) -> None:
+    """On stop, the worker stops claiming, lets the in-flight poll finish and writes it."""
+    slow = world.with_settings(poll_min_seconds=0.05, poll_max_seconds=0.2)
+    async with service.open_service(slow.settings, clock=slow.clock, need_provider=True) as svc:
+        g = await svc.submit(service.SubmitRequest("slow answer"))
+        slow.advance_to(g.next_poll_at)
+        world.sim.sim.inject("retrieve", "latency", seconds=1.0)
+        assert svc.engine is not None
+        stop = asyncio.Event()
+        worker = asyncio.create_task(svc.engine.run(stop, grace_s=5))
+        async with asyncio.timeout(5):
+            while world.sim.sim.stats()["requests"].get("retrieve", 0) == 0:
+                await asyncio.sleep(0.02)
+        stop.set()
+        await worker
+        after = await svc.get(g.id)
+        assert after.attempts == g.attempts + 1  # the in-flight answer was applied
+        claim = await svc.store.claim(g.id, owner="probe", now=slow.clock.now(), lease_s=5)
+        assert claim is not None  # nothing is left leased
+
+
+async def test_a_dead_workers_lease_expires_and_another_takes_over(svc: service.Service, world: World) -> None:
+    """Claims of a worker that died become claimable again after the lease time."""
+    g = await svc.submit(service.SubmitRequest("orphan"))
+    world.advance_to(g.next_poll_at)
+    dead = await svc.store.claim_due(
+        owner="dead-worker", now=world.clock.now(), limit=10, lease_s=30
+    )
+    assert [c.generation.id for c in dead] == [g.id]
+    assert svc.engine is not None
+    assert (await svc.engine.cycle()).processed == 0  # still leased
+    world.advance(31)
+    assert (await svc.engine.cycle()).processed == 1
+    with pytest.raises(exceptions.LeaseLost):  # the dead worker's late write is refused
+        decision = lifecycle.decide(
+            dead[0].generation, lifecycle.Transient("late"), world.clock.now(), svc.engine.policy
+        )
+        await svc.store.apply(dead[0], decision, now=world.clock.now())
+
+
+async def test_cancel_wins_over_a_worker_in_flight(svc: service.Service, world: World) -> None:
+    """An admin cancel voids the lease: the worker's later write cannot undo it."""
+    g = await svc.submit(service.SubmitRequest("cancel me"))
+    world.advance_to(g.next_poll_at)
+    [claim] = await svc.store.claim_due(owner="w", now=world.clock.now(), limit=1, lease_s=60)
+    cancelled = await svc.cancel(g.id, actor="alice")
+    assert cancelled.status is Status.CANCELLED
+    assert svc.engine is not None
+    with pytest.raises(exceptions.LeaseLost):
+        await svc.engine.advance(claim)
+    after = await svc.get(g.id)
+    assert after.status is Status.CANCELLED
+    last = (await svc.history(g.id))[-1]
+    assert last.kind == "cancelled" and last.actor == "alice"
+
+
+async def test_cancel_of_a_finished_generation_is_refused(svc: service.Service, world: World) -> None:
+    """Cancelling a failed generation is not allowed and writes nothing."""
+    g = await svc.submit(service.SubmitRequest("[sim:fail=boom,queue=0,render=1] x"))
+    while not g.terminal:
+        g = await step(svc, world, g.id)
+    events = len(await svc.history(g.id))
+    with pytest.raises(exceptions.NotAllowed):
+        await svc.cancel(g.id)
+    assert len(await svc.history(g.id)) == events
+
+
+async def test_retry_resubmits_a_failed_generation(svc: service.Service, world: World) -> None:
+    """Retry creates a new provider job for the same generation and records the old one."""
+    g = await svc.submit(service.SubmitRequest("[sim:fail=boom,queue=0,render=1] retry me"))
+    while not g.terminal:
+        g = await step(svc, world, g.id)
+    old_video = g.video_id
+    _, cost = await svc.quote_retry(g.id)
+    assert cost == 0.4
+    again = await svc.retry(g.id, actor="bob", now_too=True)
+    assert again.status in (Status.QUEUED, Status.IN_PROGRESS)
+    assert again.video_id is not None and again.video_id != old_video
+    retry_event = next(e for e in await svc.history(g.id) if e.kind == "retry")
+    assert retry_event.data["previous_video_id"] == old_video
+    assert retry_event.data["estimated_cost_usd"] == 0.4 and retry_event.actor == "bob"
+
+
+async def test_retry_of_a_generation_that_did_not_fail_is_refused(svc: service.Service) -> None:
+    """Only failed generations can be retried; nothing is written otherwise."""
+    g = await svc.submit(service.SubmitRequest("fine"))
+    with pytest.raises(exceptions.NotAllowed):
+        await svc.quote_retry(g.id)
+    with pytest.raises(exceptions.NotAllowed):
+        await svc.retry(g.id)
+    assert [e.kind for e in await svc.history(g.id)] == ["created", "submitted"]
+
+
+async def test_reset_polls_a_timed_out_generation_again(world: World) -> None:
+    """Reset is free: no new job, the timeout restarts, and it can still complete."""
+    quick = world.with_settings(timeout_minutes=0.25)
+    async with service.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
+        g = await svc.submit(service.SubmitRequest("slow [sim:queue=0,render=40]"))
+        while not g.terminal:
+            g = await step(svc, quick, g.id)
+        assert g.timed_out
+        reset = await svc.reset(g.id, actor="carol")
+        assert reset.status is Status.QUEUED and reset.error is None
+        assert reset.watch_started_at == quick.clock.now()
+        assert world.sim.sim.stats()["creates"] == 1
+        done = await svc.reset(g.id, now_too=True)
+        quick.advance(30)
+        while not done.terminal:
+            done = await step(svc, quick, g.id)
+        assert done.status is Status.COMPLETED
+        assert world.sim.sim.stats()["creates"] == 1
+
+
+async def test_track_monitors_a_video_created_elsewhere(svc: service.Service, world: World) -> None:
+    """`track` adopts an existing provider video and follows it to completion."""
+    job = world.sim.sim.create(prompt="made elsewhere [sim:queue=0,render=2]")
+    g = await svc.track(job.id)
+    assert g.video_id == job.id and g.prompt.startswith("made elsewhere")
+    while not g.terminal:
+        g = await step(svc, world, g.id)
+    assert g.status is Status.COMPLETED
+    with pytest.raises(exceptions.InvalidInput):
+        await svc.track(job.id)  # already tracked
+
+
+async def test_track_of_an_unknown_video_changes_nothing(svc: service.Service) -> None:
+    """The provider must know the id; otherwise nothing is written."""
+    with pytest.raises(exceptions.InvalidInput, match="does not know"):
+        await svc.track("video_" + "0" * 48)
+    assert (await svc.page()).items == []
+
+
+async def test_download_expiring_before_it_succeeds_fails_without_resubmitting(
+    svc: service.Service, world: World
+) -> None:
+    """Downloads retry until expires_at; then the generation fails, and nothing is resubmitted."""
+    g = await svc.submit(service.SubmitRequest("[sim:queue=0,render=1] doomed download"))
+    world.sim.sim.inject("content", "server_error", count=-1, status=500)
+    for _ in range(200):
+        if g.terminal:
+            break
+        g = await step(svc, world, g.id)
+        if g.status is Status.DOWNLOADING and g.expires_at is not None:
+            world.advance_to(g.expires_at - timedelta(seconds=1))
+    assert g.status is Status.FAILED and g.error is not None
+    assert g.error.code == "download_expired"
+    assert world.sim.sim.stats()["creates"] == 1
+
+
+async def test_request_budget_limits_claims_per_cycle(world: World) -> None:
+    """With a requests-per-minute budget, one cycle asks about no more than it allows."""
+    budget = world.with_settings(requests_per_minute=60)  # ten at once, then one a second
+    async with service.open_service(budget.settings, clock=budget.clock, need_provider=True) as svc:
+        gs = [await svc.submit(service.SubmitRequest(f"b{i}")) for i in range(14)]
+        budget.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
+        assert svc.engine is not None
+        first = await svc.engine.cycle()
+        assert first.processed <= 10
+        second = await svc.engine.cycle()
+        assert second.processed == 0  # the bucket is empty until time passes
+        budget.advance(5)
+        third = await svc.engine.cycle()
+        assert 1 <= third.processed <= 5
