@@ -31,9 +31,9 @@ def _clean_environment(
 ) -> None:
     """No test reads the developer's environment or a stray `.env`."""
     for name in list(os.environ):
-        if name.startswith(SCRUBBED_PREFIXES) or name in SCRUBBED_NAMES:
-            if name != "REELWATCH_TEST_POSTGRES_URL":
-                monkeypatch.delenv(name)
+        scrubbed = name.startswith(SCRUBBED_PREFIXES) or name in SCRUBBED_NAMES
+        if scrubbed and name != "REELWATCH_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 

@@ -155,9 +155,7 @@ def test_bad_settings_and_unreachable_database_are_one_line(env: dict[str, str])
     bad = rw({**env, "REELWATCH_TIMEOUT_MINUTES": "soon"}, "list")
     assert bad.returncode == 1 and bad.stderr.startswith("error: REELWATCH_TIMEOUT_MINUTES:")
     assert bad.stderr.count("\n") == 1
-    down = rw(
-        {**env, "REELWATCH_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"}, "list"
-    )
+    down = rw({**env, "REELWATCH_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"}, "list")
     assert down.returncode == 1 and "cannot reach the database" in down.stderr
     assert "hunter2" not in down.stderr and down.stderr.count("\n") == 1
     nokey = rw({k: v for k, v in env.items() if k != "OPENAI_API_KEY"}, "submit", "x")

@@ -49,7 +49,9 @@ async def submit(svc: service.Service, prompt: str, **kwargs: object) -> Generat
     return await svc.submit(service.SubmitRequest(prompt, **kwargs))  # type: ignore[arg-type]
 
 
-async def run_until_terminal(svc: service.Service, world: World, gid: str, steps: int = 30) -> Generation:
+async def run_until_terminal(
+    svc: service.Service, world: World, gid: str, steps: int = 30
+) -> Generation:
     g = await svc.get(gid)
     for _ in range(steps):
         if g.terminal:

@@ -59,7 +59,9 @@ async def test_graceful_shutdown_finishes_in_flight_work_and_releases(world: Wor
         assert claim is not None  # nothing is left leased
 
 
-async def test_a_dead_workers_lease_expires_and_another_takes_over(svc: service.Service, world: World) -> None:
+async def test_a_dead_workers_lease_expires_and_another_takes_over(
+    svc: service.Service, world: World
+) -> None:
     """Claims of a worker that died become claimable again after the lease time."""
     g = await svc.submit(service.SubmitRequest("orphan"))
     world.advance_to(g.next_poll_at)
@@ -71,10 +73,10 @@ async def test_a_dead_workers_lease_expires_and_another_takes_over(svc: service.
     assert (await svc.engine.cycle()).processed == 0  # still leased
     world.advance(31)
     assert (await svc.engine.cycle()).processed == 1
+    decision = lifecycle.decide(
+        dead[0].generation, lifecycle.Transient("late"), world.clock.now(), svc.engine.policy
+    )
     with pytest.raises(exceptions.LeaseLost):  # the dead worker's late write is refused
-        decision = lifecycle.decide(
-            dead[0].generation, lifecycle.Transient("late"), world.clock.now(), svc.engine.policy
-        )
         await svc.store.apply(dead[0], decision, now=world.clock.now())
 
 
@@ -94,7 +96,9 @@ async def test_cancel_wins_over_a_worker_in_flight(svc: service.Service, world: 
     assert last.kind == "cancelled" and last.actor == "alice"
 
 
-async def test_cancel_of_a_finished_generation_is_refused(svc: service.Service, world: World) -> None:
+async def test_cancel_of_a_finished_generation_is_refused(
+    svc: service.Service, world: World
+) -> None:
     """Cancelling a failed generation is not allowed and writes nothing."""
     g = await svc.submit(service.SubmitRequest("[sim:fail=boom,queue=0,render=1] x"))
     while not g.terminal:

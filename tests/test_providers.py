@@ -1,0 +1,121 @@
+"""The OpenAI Videos adapter over real HTTP, and the parsing rules providers share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from reelwatch import exceptions, simulator
+from reelwatch.models import RemoteStatus, Variant
+from reelwatch.providers import base
+from reelwatch.providers.openai import OpenAIVideos
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"Retry-After": "1.5"}, 1.5),
+        ({"retry-after-ms": "2500", "retry-after": "9"}, 2.5),
+        ({"retry-after": format_datetime(NOW + timedelta(seconds=30), usegmt=True)}, 30.0),
+        ({"retry-after": format_datetime(NOW - timedelta(seconds=30), usegmt=True)}, 0.0),
+        ({"retry-after": "tomorrow-ish"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
+    """Retry-After as seconds, as an HTTP date, and retry-after-ms (which wins)."""
+    assert base.retry_after_s(headers, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [
+        ("queued", RemoteStatus.QUEUED),
+        ("in_progress", RemoteStatus.IN_PROGRESS),
+        ("processing", RemoteStatus.IN_PROGRESS),
+        ("completed", RemoteStatus.COMPLETED),
+        ("SUCCEEDED", RemoteStatus.COMPLETED),
+        ("failed", RemoteStatus.FAILED),
+        ("expired", RemoteStatus.FAILED),
+        ("unknown", RemoteStatus.UNKNOWN),
+        ("", RemoteStatus.UNKNOWN),
+    ],
+)
+def test_gateway_status_words(word: str, status: RemoteStatus) -> None:
+    """Gateways' words map onto the four states; anything else is UNKNOWN, not a crash."""
+    assert base.normalise_status(word) is status
+
+
+def test_failed_word_without_error_gets_a_code() -> None:
+    """`expired` with no error object still reads as a failure with a code."""
+    error = base.remote_error("expired", None)
+    assert error is not None and error.code == "expired"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, 0), (45, 45), (45.9, 45), ("12", 12), (150, 100), (-3, 0), ("x", 0), (float("nan"), 0)],
+)
+def test_progress_is_an_integer_percent(raw: object, expected: int) -> None:
+    """Whatever the provider sends becomes an int in 0..100."""
+    assert base.progress(raw) == expected
+
+
+@pytest.fixture
+def adapter() -> object:
+    config = simulator.SimConfig(api_key="sk-a", queue_s=(0, 0), render_s=(1, 1))
+    with simulator.running(config) as sim:
+        yield sim, OpenAIVideos(api_key="sk-a", base_url=sim.base_url, timeout_s=2)
+
+
+async def test_adapter_maps_http_errors(
+    adapter: tuple[simulator.RunningSimulator, OpenAIVideos],
+) -> None:
+    """404, 429 (with its wait), 5xx, dropped connections and 4xx become provider errors."""
+    sim, provider = adapter
+    try:
+        with pytest.raises(exceptions.ProviderNotFound):
+            await provider.retrieve("video_" + "0" * 48)
+        video = await provider.create(base.CreateRequest("x", "sora-2", 4, "720x1280"))
+        sim.sim.inject("retrieve", "rate_limit", retry_after=3)
+        with pytest.raises(exceptions.ProviderRateLimited) as limited:
+            await provider.retrieve(video.video_id)
+        assert limited.value.retry_after_s == 3
+        sim.sim.inject("retrieve", "server_error", status=502)
+        with pytest.raises(exceptions.ProviderUnavailable):
+            await provider.retrieve(video.video_id)
+        sim.sim.inject("retrieve", "drop")
+        with pytest.raises(exceptions.ProviderUnavailable):
+            await provider.retrieve(video.video_id)
+        with pytest.raises(exceptions.ProviderRejected) as rejected:
+            await provider.create(base.CreateRequest("x", "sora-2", 5, "720x1280"))
+        assert rejected.value.http_status == 400
+    finally:
+        await provider.aclose()
+
+
+async def test_adapter_lists_recent_and_streams_content(
+    adapter: tuple[simulator.RunningSimulator, OpenAIVideos],
+) -> None:
+    """`recent` walks the list newest first; `download` streams the body with its type."""
+    sim, provider = adapter
+    try:
+        made = [
+            await provider.create(base.CreateRequest(f"p{i}", "sora-2", 4, "720x1280"))
+            for i in range(3)
+        ]
+        since = min(v.created_at for v in made if v.created_at) - timedelta(seconds=1)
+        seen = [v.video_id async for v in provider.recent(since=since)]
+        assert set(seen) == {v.video_id for v in made}
+        sim.sim.clock.advance(2)
+        async with provider.download(made[0].video_id, Variant.THUMBNAIL) as download:
+            assert download.content_type == "image/webp"
+            body = b"".join([c async for c in download.chunks()])
+        assert download.content_length == len(body)
+    finally:
+        await provider.aclose()
