@@ -276,36 +276,41 @@ class Engine:
             return lifecycle.RateLimited(wait, "this worker is paused after a 429", local=True)
         match g.status:
             case Status.PENDING if g.submit_ambiguous:
-                return await self._call(self._reconcile(g))
+                return await self._call(self._reconcile(g), phase="reconcile")
             case Status.PENDING:
-                return await self._call(self._submit(g), submitting=True)
+                return await self._call(self._submit(g), phase="submit")
             case Status.DOWNLOADING:
                 return await self._download(claim)
             case _:
                 return await self._call(self._poll(g))
 
     async def _call(
-        self, work: Awaitable[lifecycle.Observation], *, submitting: bool = False
+        self, work: Awaitable[lifecycle.Observation], *, phase: str = "poll"
     ) -> lifecycle.Observation:
-        """Run one provider call and turn its failure modes into observations."""
+        """Run one provider call and turn its failure modes into observations.
+
+        `phase` is "submit", "reconcile" or "poll": a 404 means a vanished job only for a poll,
+        and an unanswered create is ambiguous (it may exist) rather than merely transient.
+        """
         self._budget.spend()
         started = time.perf_counter()
         try:
-            result: lifecycle.Observation = await work
-            return result
+            return await work
         except exceptions.ProviderRateLimited as exc:
             return lifecycle.RateLimited(exc.retry_after_s, exc.message)
         except exceptions.ProviderNotFound as exc:
-            if submitting:
+            if phase == "submit":
                 return lifecycle.SubmitRejected(ErrorInfo("not_found", exc.message), 404)
+            if phase == "reconcile":
+                return lifecycle.Transient(f"listing videos: HTTP 404: {exc.message}")
             return lifecycle.Vanished(exc.message, time.perf_counter() - started)
         except exceptions.ProviderRejected as exc:
-            if submitting:
+            if phase == "submit":
                 error = ErrorInfo(exc.error_code, exc.message)
                 return lifecycle.SubmitRejected(error, exc.http_status)
             return lifecycle.Transient(f"HTTP {exc.http_status}: {exc.message}")
         except exceptions.ProviderUnavailable as exc:
-            if submitting:
+            if phase == "submit":
                 return lifecycle.SubmitLost(exc.message)
             return lifecycle.Transient(exc.message, time.perf_counter() - started)
 

@@ -7,6 +7,7 @@ actions) turns what it learned into an observation and asks `decide` what follow
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,14 +178,25 @@ def decide(
     match observation:
         case Reset() | Retry() | Cancel():
             return _admin(g, observation, now, policy)
-        case WebhookReceived(event_type=kind, webhook_id=webhook_id):
-            next_at = now if g.active else g.next_poll_at
-            data: dict[str, Any] = {"type": kind, "webhook_id": webhook_id}
-            return Decision(dataclasses.replace(g, next_poll_at=next_at), NewEvent("webhook", data))
     if not g.active:
         # A late answer about a generation someone already finished or cancelled: record only.
-        return Decision(g, NewEvent("ignored", {"observation": type(observation).__name__}))
+        return _ignored(g, observation, now)
     match observation:
+        case WebhookReceived(event_type=kind, webhook_id=webhook_id):
+            data: dict[str, Any] = {"type": kind, "webhook_id": webhook_id}
+            return Decision(dataclasses.replace(g, next_poll_at=now), NewEvent("webhook", data))
+        case Submitted() | SubmitRejected() | SubmitLost() | Reconciled() if (
+            g.status is not Status.PENDING
+        ):
+            # A create answer for a generation that already has its video: never adopt a second
+            # one nor fail the first for it; the event keeps the stray video id for the record.
+            return _ignored(g, observation, now)
+        case Downloaded() | DownloadFailed() if g.status is not Status.DOWNLOADING:
+            return _ignored(g, observation, now)
+        case Polled() if g.video_id is None:
+            return _ignored(g, observation, now)  # an answer about a video we never asked for
+        case Polled(video=video, latency_s=latency) if g.status is Status.DOWNLOADING:
+            return _polled_while_downloading(g, video, now, latency)
         case Submitted(video=video, latency_s=latency):
             return _accepted(g, video, now, policy, "submitted", latency)
         case Reconciled(video=None):
@@ -211,7 +223,7 @@ def decide(
             return _fail(g, error, now, {"latency_ms": _ms(latency)})
         case RateLimited(retry_after_s=retry_after, message=message, local=local):
             failures = g.failures + 1
-            if retry_after is not None and retry_after >= 0:
+            if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
                 # No earlier than Retry-After; a little jitter after it spreads the herd.
                 delay = retry_after + rand * min(1.0, retry_after / 10.0)
             else:
@@ -254,7 +266,10 @@ def decide(
             delay = schedule.backoff_s(failures, policy, rand)
             next_at = now + timedelta(seconds=delay)
             if g.expires_at is not None:
-                next_at = min(next_at, max(now, g.expires_at - timedelta(seconds=1)))
+                # A last try just before the copy expires; inside that last second, the next
+                # look is at expiry itself, which fails it (rather than retrying in a hot loop).
+                last_try = g.expires_at - timedelta(seconds=1)
+                next_at = min(next_at, last_try if last_try > now else g.expires_at)
             new = dataclasses.replace(g, assets=assets, failures=failures, next_poll_at=next_at)
             return Decision(new, NewEvent("download_failed", {"reason": reason, "delay_s": delay}))
     raise AssertionError(f"unhandled observation {observation!r}")  # pragma: no cover
@@ -262,6 +277,25 @@ def decide(
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+def _due(g: Generation, now: datetime) -> datetime:
+    """The poll time to keep for an active generation this decision does not reschedule."""
+    return g.next_poll_at if g.next_poll_at is not None and g.next_poll_at >= now else now
+
+
+def _ignored(g: Generation, observation: Observation, now: datetime) -> Decision:
+    """Record an observation that changes nothing (late, duplicate or out of place)."""
+    data: dict[str, Any] = {"observation": type(observation).__name__, "status": g.status.value}
+    match observation:
+        case (
+            Submitted(video=video) | Polled(video=video) | Reconciled(video=RemoteVideo() as video)
+        ):
+            data |= {"video_id": video.video_id, "remote_status": video.raw_status}
+        case WebhookReceived(event_type=kind, webhook_id=webhook_id):
+            data |= {"type": kind, "webhook_id": webhook_id}
+    new = dataclasses.replace(g, next_poll_at=_due(g, now)) if g.active else g
+    return Decision(new, NewEvent("ignored", data))
 
 
 def _timed_out(g: Generation, now: datetime, policy: schedule.Policy) -> bool:
@@ -302,6 +336,7 @@ def _accepted(
         submit_ambiguous=False,
         failures=0,
         status=Status.QUEUED,
+        watch_started_at=now,  # the timeout counts from the provider's acceptance
     )
     follow = _polled(base, video, now, policy, 0.0, latency)
     data = {
@@ -309,7 +344,26 @@ def _accepted(
         "latency_ms": _ms(latency),
         "remote_status": video.raw_status,
     }
+    if follow.generation.status is Status.FAILED:
+        # Already failed (or past the deadline) when found: the event must say so, with the code.
+        failed = {**follow.event.data, **data, "from": g.status.value, "via": kind}
+        return Decision(follow.generation, NewEvent("failed", failed))
     return Decision(follow.generation, NewEvent(kind, data))
+
+
+def _polled_while_downloading(
+    g: Generation, video: RemoteVideo, now: datetime, latency: float
+) -> Decision:
+    """A status answer while the files are being fetched: the download decides, not the poll."""
+    new = dataclasses.replace(
+        g,
+        attempts=g.attempts + 1,
+        remote_status=video.raw_status,
+        expires_at=video.expires_at or g.expires_at,
+        next_poll_at=_due(g, now),
+    )
+    data = {"remote_status": video.raw_status, "latency_ms": _ms(latency), "progress": g.progress}
+    return Decision(new, NewEvent("poll", data))
 
 
 def _polled(
@@ -338,9 +392,8 @@ def _polled(
                 new, NewEvent("status", {**data, "from": g.status.value, "to": "downloading"})
             )
         case RemoteStatus.FAILED:
-            error = video.error or ErrorInfo(
-                video.raw_status, f"The provider reported {video.raw_status}"
-            )
+            word = video.raw_status or "failed"
+            error = video.error or ErrorInfo(word, f"The provider reported {word}")
             return _fail(base, error, now, data)
         case RemoteStatus.UNKNOWN:
             if _timed_out(base, now, policy):
@@ -363,7 +416,7 @@ def _polled(
         progress=progress,
         failures=0,
         started_at=g.started_at or (now if status is Status.IN_PROGRESS else None),
-        last_progress_at=now if changed or g.last_progress_at is None else g.last_progress_at,
+        last_progress_at=now if changed else g.last_progress_at,
     )
     if _timed_out(new, now, policy):
         return _timeout(new, now, policy)
@@ -410,13 +463,17 @@ def _admin(
             new = dataclasses.replace(g, status=Status.CANCELLED, next_poll_at=None)
             return Decision(new, NewEvent("cancelled", {"from": g.status.value}, actor=actor))
         case Reset(actor=actor):
-            if g.status is Status.PENDING and g.video_id is None and not g.submit_ambiguous:
-                status = Status.PENDING
-            else:
-                status = Status.QUEUED if g.video_id else Status.PENDING
+            # With a video id there is something to poll. Without one, "reset" would mean a new
+            # (paid) create, which only a costed Retry may do; a pending one is left to the
+            # worker, which submits or reconciles it anyway.
+            if g.video_id is None and g.status is not Status.PENDING:
+                raise exceptions.NotAllowed(
+                    "the provider never accepted this generation, so there is nothing to poll; "
+                    "use retry to resubmit it"
+                )
             new = dataclasses.replace(
                 g,
-                status=status,
+                status=Status.QUEUED if g.video_id else Status.PENDING,
                 progress=0,
                 error=None,
                 attempts=0,

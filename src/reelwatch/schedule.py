@@ -29,11 +29,13 @@ def backoff_s(failures: int, policy: Policy, rand: float) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(failures-1))].
 
     `rand` is a number in [0, 1) supplied by the caller, so this stays pure and testable.
-    A floor of a tenth of the base keeps a retry from landing in the same instant.
+    A floor of a tenth of the base (never above the ceiling) keeps a retry from landing in the
+    same instant.
     """
     exponent = max(0, failures - 1)
     ceiling = min(policy.backoff_max_s, policy.backoff_base_s * (2.0 ** min(exponent, 32)))
-    return max(policy.backoff_base_s / 10.0, rand * ceiling)
+    floor = min(policy.backoff_base_s / 10.0, ceiling)
+    return max(floor, clamp(rand, 0.0, 1.0) * ceiling)
 
 
 def poll_interval_s(generation: Generation, now: datetime, policy: Policy) -> float:

@@ -1,0 +1,261 @@
+"""When to look again: backoff with full jitter and adaptive poll intervals (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reelwatch import schedule
+from reelwatch.models import Generation, Status
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = schedule.Policy(
+    timeout_s=900.0,
+    poll_min_s=1.0,
+    poll_max_s=30.0,
+    backoff_base_s=1.0,
+    backoff_max_s=120.0,
+    queued_poll_s=5.0,
+)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def generation(**fields: Any) -> Generation:
+    """A generation watched since T0; keyword arguments override any field."""
+    values: dict[str, Any] = {
+        "id": "gen_1",
+        "provider": "openai",
+        "video_id": "video_1",
+        "status": Status.QUEUED,
+        "progress": 0,
+        "model": "sora-2",
+        "seconds": 8,
+        "size": "1280x720",
+        "prompt": "a lighthouse at dusk",
+        "created_at": T0,
+        "watch_started_at": T0,
+        "next_poll_at": T0,
+    }
+    values.update(fields)
+    return Generation(**values)
+
+
+def rendering(progress: int, started_s: float = 0.0) -> Generation:
+    """An in-progress generation that started rendering `started_s` after T0."""
+    return generation(status=Status.IN_PROGRESS, progress=progress, started_at=at(started_s))
+
+
+policies = st.builds(
+    schedule.Policy,
+    poll_min_s=st.floats(0.1, 10.0),
+    poll_max_s=st.floats(10.0, 300.0),
+    backoff_base_s=st.floats(0.01, 30.0),
+    backoff_max_s=st.floats(0.001, 3600.0),
+    queued_poll_s=st.floats(0.0, 60.0),
+)
+rands = st.floats(0.0, 1.0, exclude_max=True)
+
+
+# --- clamp ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(-1.0, 0.0), (0.0, 0.0), (5.0, 5.0), (10.0, 10.0), (11.0, 10.0)]
+)
+def test_clamp_keeps_values_within_bounds(value: float, expected: float) -> None:
+    """clamp returns the value bounded to [low, high]."""
+    assert schedule.clamp(value, 0.0, 10.0) == expected
+
+
+# --- backoff --------------------------------------------------------------------------------
+
+
+def test_backoff_first_failure_ceiling_is_the_base() -> None:
+    """After one failure the delay is at most the base."""
+    assert schedule.backoff_s(1, POLICY, 0.999) == pytest.approx(0.999 * POLICY.backoff_base_s)
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3, 4, 5, 6, 7])
+def test_backoff_ceiling_doubles_per_failure(failures: int) -> None:
+    """The jitter range is base * 2**(failures-1) wide."""
+    ceiling = POLICY.backoff_base_s * 2 ** (failures - 1)
+    assert schedule.backoff_s(failures, POLICY, 0.5) == pytest.approx(0.5 * ceiling)
+
+
+def test_backoff_ceiling_is_capped_at_the_max() -> None:
+    """However many failures, the delay never exceeds backoff_max_s."""
+    assert schedule.backoff_s(50, POLICY, 0.999) == pytest.approx(0.999 * POLICY.backoff_max_s)
+
+
+def test_backoff_has_a_floor_of_a_tenth_of_the_base() -> None:
+    """A zero draw still waits a tenth of the base, so a retry never lands in the same instant."""
+    assert schedule.backoff_s(3, POLICY, 0.0) == pytest.approx(POLICY.backoff_base_s / 10)
+
+
+def test_backoff_floor_never_exceeds_the_ceiling() -> None:
+    """With backoff_max_s below a tenth of the base the max still wins."""
+    policy = schedule.Policy(backoff_base_s=10.0, backoff_max_s=0.5)
+    assert schedule.backoff_s(1, policy, 0.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("failures", [0, -3])
+def test_backoff_without_failures_uses_the_first_step(failures: int) -> None:
+    """Zero or negative failure counts back off like the first failure."""
+    assert schedule.backoff_s(failures, POLICY, 0.5) == schedule.backoff_s(1, POLICY, 0.5)
+
+
+def test_backoff_with_huge_failure_counts_does_not_overflow() -> None:
+    """A very long failure streak stays at the max instead of overflowing."""
+    assert schedule.backoff_s(10**9, POLICY, 0.5) == pytest.approx(0.5 * POLICY.backoff_max_s)
+
+
+@pytest.mark.parametrize("rand", [-0.5, 1.5])
+def test_backoff_clamps_an_out_of_range_draw(rand: float) -> None:
+    """A draw outside [0, 1] cannot push the delay outside the jitter range."""
+    delay = schedule.backoff_s(4, POLICY, rand)
+    assert POLICY.backoff_base_s / 10 <= delay <= 8 * POLICY.backoff_base_s
+
+
+@settings(max_examples=300)
+@given(failures=st.integers(-5, 200), policy=policies, rand=rands)
+def test_backoff_is_always_within_floor_and_ceiling(
+    failures: int, policy: schedule.Policy, rand: float
+) -> None:
+    """Backoff lies in [min(base/10, ceiling), ceiling] with ceiling = min(max, base*2**(n-1))."""
+    exponent = max(0, failures - 1)
+    ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2.0 ** min(exponent, 32))
+    delay = schedule.backoff_s(failures, policy, rand)
+    assert min(policy.backoff_base_s / 10, ceiling) <= delay <= ceiling
+
+
+@settings(max_examples=200)
+@given(failures=st.integers(1, 40), policy=policies, a=rands, b=rands)
+def test_backoff_grows_with_the_draw(
+    failures: int, policy: schedule.Policy, a: float, b: float
+) -> None:
+    """A larger jitter draw never gives a shorter delay."""
+    low, high = sorted((a, b))
+    assert schedule.backoff_s(failures, policy, low) <= schedule.backoff_s(failures, policy, high)
+
+
+@settings(max_examples=200)
+@given(failures=st.integers(1, 40), policy=policies, rand=rands)
+def test_backoff_never_shrinks_with_more_failures(
+    failures: int, policy: schedule.Policy, rand: float
+) -> None:
+    """For the same draw, one more failure never gives a shorter delay."""
+    before = schedule.backoff_s(failures, policy, rand)
+    assert schedule.backoff_s(failures + 1, policy, rand) >= before
+
+
+# --- poll interval --------------------------------------------------------------------------
+
+
+def test_queued_polls_at_the_slow_queued_interval() -> None:
+    """A freshly queued generation is polled every queued_poll_s."""
+    assert schedule.poll_interval_s(generation(), at(1), POLICY) == POLICY.queued_poll_s
+
+
+def test_queued_interval_grows_with_the_wait() -> None:
+    """The longer it has been queued, the slower it is polled (a quarter of the wait)."""
+    assert schedule.poll_interval_s(generation(), at(80), POLICY) == pytest.approx(20.0)
+
+
+def test_queued_interval_is_capped_at_poll_max() -> None:
+    """A long wait never polls slower than poll_max_s."""
+    assert schedule.poll_interval_s(generation(), at(3600), POLICY) == POLICY.poll_max_s
+
+
+def test_queued_interval_respects_poll_min() -> None:
+    """A queued interval below poll_min_s is raised to poll_min_s."""
+    policy = schedule.Policy(poll_min_s=10.0, queued_poll_s=2.0)
+    assert schedule.poll_interval_s(generation(), at(1), policy) == 10.0
+
+
+def test_pending_polls_like_queued() -> None:
+    """A pending generation gets the slow queued interval."""
+    pending = generation(status=Status.PENDING, video_id=None)
+    assert schedule.poll_interval_s(pending, at(1), POLICY) == POLICY.queued_poll_s
+
+
+def test_in_progress_without_progress_polls_like_queued() -> None:
+    """Rendering at 0% gives no rate to predict from, so it is polled slowly."""
+    assert schedule.poll_interval_s(rendering(0), at(10), POLICY) == POLICY.queued_poll_s
+
+
+def test_in_progress_without_started_at_polls_like_queued() -> None:
+    """Without a start time there is no rate, so it is polled slowly."""
+    g = generation(status=Status.IN_PROGRESS, progress=50)
+    assert schedule.poll_interval_s(g, at(10), POLICY) == POLICY.queued_poll_s
+
+
+def test_in_progress_aims_at_the_predicted_end() -> None:
+    """50% after 20 s of rendering predicts 20 s more, so the next poll is in 20 s."""
+    assert schedule.poll_interval_s(rendering(50), at(20), POLICY) == pytest.approx(20.0)
+
+
+def test_in_progress_early_is_clamped_to_poll_max() -> None:
+    """Early in a render the predicted end is far away, so it polls at poll_max_s."""
+    assert schedule.poll_interval_s(rendering(1), at(10), POLICY) == POLICY.poll_max_s
+
+
+def test_in_progress_near_the_end_is_clamped_to_poll_min() -> None:
+    """Near the predicted end it polls as often as poll_min_s allows."""
+    assert schedule.poll_interval_s(rendering(99), at(50), POLICY) == POLICY.poll_min_s
+
+
+def test_in_progress_polls_faster_as_it_nears_the_end() -> None:
+    """At a steady rate, later progress means a shorter interval."""
+    early = schedule.poll_interval_s(rendering(40), at(20), POLICY)
+    late = schedule.poll_interval_s(rendering(80), at(40), POLICY)
+    assert late < early
+
+
+def test_webhook_configured_polls_only_as_a_safety_net() -> None:
+    """With webhook_poll_s set every rendering generation polls at that slow interval."""
+    policy = schedule.Policy(webhook_poll_s=300.0)
+    for g in (generation(), rendering(99), rendering(0)):
+        assert schedule.poll_interval_s(g, at(100), policy) == 300.0
+
+
+@settings(max_examples=300)
+@given(
+    status=st.sampled_from([Status.PENDING, Status.QUEUED, Status.IN_PROGRESS]),
+    progress=st.integers(0, 100),
+    started_s=st.floats(0, 3600) | st.none(),
+    now_s=st.floats(-60, 7200),
+    policy=policies,
+)
+def test_poll_interval_is_within_poll_bounds(
+    status: Status,
+    progress: int,
+    started_s: float | None,
+    now_s: float,
+    policy: schedule.Policy,
+) -> None:
+    """Without webhooks the interval always lies in [poll_min_s, poll_max_s]."""
+    started = None if started_s is None else at(started_s)
+    g = generation(status=status, progress=progress, started_at=started)
+    interval = schedule.poll_interval_s(g, at(now_s), policy)
+    assert policy.poll_min_s <= interval <= policy.poll_max_s
+
+
+def test_next_poll_at_is_now_plus_the_interval() -> None:
+    """next_poll_at adds the poll interval to now."""
+    g = rendering(50)
+    now = at(20)
+    expected = now + timedelta(seconds=schedule.poll_interval_s(g, now, POLICY))
+    assert schedule.next_poll_at(g, now, POLICY) == expected
+
+
+def test_deadline_is_watch_start_plus_timeout() -> None:
+    """The timeout counts from watch_started_at."""
+    g = generation(watch_started_at=at(100))
+    assert schedule.deadline(g, POLICY) == at(100 + POLICY.timeout_s)
