@@ -205,3 +205,19 @@ async def test_request_budget_limits_claims_per_cycle(world: World) -> None:
         budget.advance(5)
         third = await svc.engine.cycle()
         assert 1 <= third.processed <= 5
+
+
+async def test_two_workers_never_poll_the_same_generation_at_once(world: World) -> None:
+    """Two workers on one database split the due generations; each is asked about once."""
+    async with (
+        service.open_service(world.settings, clock=world.clock, need_provider=True) as one,
+        service.open_service(world.settings, clock=world.clock, need_provider=True) as two,
+    ):
+        gs = [await one.submit(service.SubmitRequest(f"shared {i}")) for i in range(24)]
+        world.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
+        world.sim.sim.inject("retrieve", "latency", count=-1, seconds=0.05)
+        assert one.engine is not None and two.engine is not None
+        first, second = await asyncio.gather(one.engine.cycle(), two.engine.cycle())
+        assert first.processed + second.processed == 24
+        per_video = world.sim.sim.stats()["videos"]
+        assert sorted(per_video[g.video_id]["retrieves"] for g in gs if g.video_id) == [1] * 24
