@@ -243,3 +243,15 @@ async def test_input_reference_is_sent_and_kept(
     job = world.sim.sim.job(g.video_id)
     assert job is not None and job.reference is not None
     assert job.reference.byte_count == 1008 and job.reference.content_type == "image/png"
+
+
+async def test_status_checks_run_concurrently_not_one_by_one(
+    svc: service.Service, world: World
+) -> None:
+    """Due generations are asked about concurrently: the provider sees many calls in flight."""
+    gs = [await submit(svc, f"parallel {i}") for i in range(12)]
+    world.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
+    world.sim.sim.inject("retrieve", "latency", count=-1, seconds=0.3)
+    summary = await cycle(svc)
+    assert summary["processed"] == 12
+    assert world.sim.sim.stats()["max_inflight"] >= 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -273,7 +274,8 @@ def simulate(
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
     )
-    simulator.serve(config, host=host, port=port)
+    with contextlib.suppress(KeyboardInterrupt):
+        simulator.serve(config, host=host, port=port)
 
 
 @app.command()

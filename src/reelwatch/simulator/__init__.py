@@ -1,0 +1,41 @@
+"""An OpenAI-compatible Videos API simulator for the demo, the test suite and benchmarks.
+
+Start one in-process with `running()` (tests), or blocking with `serve()` (the CLI). Jobs follow
+a seeded or prompt-scripted timeline on a clock tests can advance; faults can be injected per
+route; terminal transitions are announced by signed webhooks.
+
+Prompt directives, anywhere in the prompt (the prompt is echoed unchanged):
+    [sim:queue=0,render=5]        exact queue and render durations in seconds
+    [sim:fail=moderation_blocked] end `failed` with this error code when rendering ends
+    [sim:stuck] / [sim:stuck=80]  stay in_progress forever, progress frozen (default 50)
+    [sim:bytes=1048576]           size of the video variant
+    [sim:unknown_status=processing]  report this raw status while rendering
+    [sim:vanish_after=30]         404 for everything about the job after 30 s
+An unknown key or a malformed value is a 400 on `prompt`.
+
+Faults (`Simulator.inject(route, kind, count=1, video_id=None, **params)`, or POST /_sim/faults):
+routes create, retrieve, list, content, delete, remix or "*"; kinds rate_limit (retry_after,
+retry_after_ms), server_error (status, should_retry), latency (seconds), truncate,
+create_then_fail (create only), drop. count=-1 lasts until `reset_faults()`.
+
+Controls over HTTP, without auth: GET /_sim/health, GET /_sim/stats, POST /_sim/faults,
+POST /_sim/reset-faults, POST /_sim/clock/advance {"seconds"}, POST /_sim/shutdown {"enabled"},
+POST /_sim/webhooks/tamper {"duplicate", "timestamp_offset_s", "bad_signature"},
+POST /_sim/reset {SimConfig fields...}.
+"""
+
+from reelwatch.simulator.config import SimClock, SimConfig
+from reelwatch.simulator.content import expected_sha256
+from reelwatch.simulator.server import RunningSimulator, create_app, running, serve
+from reelwatch.simulator.state import Simulator
+
+__all__ = [
+    "RunningSimulator",
+    "SimClock",
+    "SimConfig",
+    "Simulator",
+    "create_app",
+    "expected_sha256",
+    "running",
+    "serve",
+]

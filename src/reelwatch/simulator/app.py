@@ -1,0 +1,392 @@
+"""HTTP surface of the simulator: the OpenAI Videos routes under /v1 (plus `controls` under /_sim).
+
+Raw Starlette, one handler per operation, all state in the `Simulator`. Every /v1 handler is
+wrapped by `_Api.guard`: count the request, add the configured latency, check the bearer token,
+answer as a shut-down API if asked to, then apply whatever fault was injected for it. Errors use
+the API's envelope `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from reelwatch.simulator import content, controls, faults, jobs
+from reelwatch.simulator.config import SimConfig
+
+if TYPE_CHECKING:
+    from reelwatch.simulator.state import Simulator
+
+Headers = dict[str, str]
+Handler = Callable[[Request, Headers], Awaitable[Response]]
+SHUTDOWN_MESSAGE = (
+    "The Videos API and the Sora 2 models have been shut down; "
+    "the model `sora-2` does not exist or you do not have access to it."
+)
+
+
+class ApiError(Exception):
+    """An error answer in the API's envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = faults.error_body(message, type_, param, code)
+
+    def response(self, headers: Headers) -> Response:
+        """This error as a JSON response."""
+        return JSONResponse(self.body, status_code=self.status, headers=headers)
+
+
+def _bad(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+def _not_found(video_id: str) -> ApiError:
+    return ApiError(404, f"No video found with id '{video_id}'.", code="not_found")
+
+
+class _App(Starlette):
+    """Starlette that remembers the server's own `send`, so a fault can drop the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[faults.RAW_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
+def build(sim: Simulator) -> Starlette:
+    """The ASGI app of one simulator."""
+    api = _Api(sim)
+    v1 = [
+        Route("/v1/videos", api.guard("create", api.create), methods=["POST"]),
+        Route("/v1/videos", api.guard("list", api.list), methods=["GET"]),
+        Route("/v1/videos/{video_id}", api.guard("retrieve", api.retrieve), methods=["GET"]),
+        Route("/v1/videos/{video_id}", api.guard("delete", api.delete), methods=["DELETE"]),
+        Route("/v1/videos/{video_id}/remix", api.guard("remix", api.remix), methods=["POST"]),
+        Route("/v1/videos/{video_id}/content", api.guard("content", api.content)),
+    ]
+    return _App(
+        routes=v1 + controls.routes(sim),
+        exception_handlers={HTTPException: _http_error},
+        lifespan=api.lifespan,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = f"Invalid URL ({request.method} {request.url.path})"
+    if status == 400 and isinstance(exc, HTTPException):
+        message = exc.detail
+    return JSONResponse(faults.error_body(message, "invalid_request_error"), status_code=status)
+
+
+class _Api:
+    """Route handlers bound to one simulator."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self._request_ids = itertools.count(1)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Run the webhook outbox while the server is up."""
+        async with httpx.AsyncClient(trust_env=False) as client:
+            task = asyncio.create_task(self.sim.outbox.run(client), name="reelwatch-sim-outbox")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def guard(self, route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a /v1 handler with counting, latency, auth, shutdown mode and faults."""
+        sim = self.sim
+
+        async def endpoint(request: Request) -> Response:
+            video_id = request.path_params.get("video_id")
+            sim.count(route, video_id)
+            headers = {"x-request-id": f"req_{next(self._request_ids):032x}"}
+            settings = sim.config
+            sim.enter()
+            try:
+                if settings.latency_s > 0:
+                    await asyncio.sleep(settings.latency_s)
+                _authorize(request, settings)
+                if sim.shutdown:
+                    raise ApiError(404, SHUTDOWN_MESSAGE, code="model_not_found")
+                delay, fault = sim.faults.take(route, video_id)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if fault is None:
+                    return await handler(request, headers)
+                return await _with_fault(fault, handler, request, headers)
+            except ApiError as exc:
+                return exc.response(headers)
+            finally:
+                sim.leave()
+
+        return endpoint
+
+    # -- /v1 ----------------------------------------------------------------------------------
+
+    async def create(self, request: Request, headers: Headers) -> Response:
+        """POST /v1/videos (multipart or JSON)."""
+        body, reference = await _create_body(request)
+        prompt = _prompt(body)
+        model = _choice(body, "model", jobs.MODELS, jobs.DEFAULT_MODEL)
+        seconds = _choice(body, "seconds", jobs.SECONDS, jobs.DEFAULT_SECONDS)
+        size = _choice(body, "size", jobs.SIZES, jobs.DEFAULT_SIZE)
+        try:
+            job = self.sim.create(
+                prompt=prompt, model=model, seconds=seconds, size=size, reference=reference
+            )
+        except jobs.DirectiveError as exc:
+            raise _bad(str(exc), "prompt") from None
+        return JSONResponse(
+            jobs.video_object(job, jobs.state_at(job, job.created_at)), 200, headers
+        )
+
+    async def retrieve(self, request: Request, headers: Headers) -> Response:
+        """GET /v1/videos/{video_id}."""
+        video_id = request.path_params["video_id"]
+        found = self.sim.find(video_id, self.sim.clock.now())
+        if found is None:
+            raise _not_found(video_id)
+        job, state = found
+        poll_after_ms = self.sim.config.poll_after_ms
+        if poll_after_ms is not None and not state.terminal:
+            headers["openai-poll-after-ms"] = str(poll_after_ms)
+        return JSONResponse(jobs.video_object(job, state), 200, headers)
+
+    async def list(self, request: Request, headers: Headers) -> Response:
+        """GET /v1/videos?after=&limit=&order=."""
+        query = request.query_params
+        raw_limit = query.get("limit", "20")
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise _bad(
+                f"Invalid 'limit': expected an integer, got {raw_limit!r}.", "limit"
+            ) from None
+        if not 0 <= limit <= 100:
+            raise _bad("Invalid 'limit': it must be between 0 and 100.", "limit")
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _bad("Invalid 'order': expected 'asc' or 'desc'.", "order")
+        found, has_more = self.sim.page(
+            after=query.get("after") or None,
+            limit=limit,
+            descending=order == "desc",
+            now=self.sim.clock.now(),
+        )
+        data = [jobs.video_object(job, state) for job, state in found]
+        page = {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
+        return JSONResponse(page, 200, headers)
+
+    async def delete(self, request: Request, headers: Headers) -> Response:
+        """DELETE /v1/videos/{video_id}."""
+        video_id = request.path_params["video_id"]
+        found = self.sim.find(video_id, self.sim.clock.now())
+        if found is None:
+            raise _not_found(video_id)
+        _, state = found
+        if state.active and not self.sim.config.allow_delete_active:
+            raise _bad(
+                f"Video '{video_id}' is still {state.status}; only finished videos can be deleted."
+            )
+        self.sim.delete(video_id)
+        return JSONResponse(
+            {"id": video_id, "object": "video.deleted", "deleted": True}, 200, headers
+        )
+
+    async def remix(self, request: Request, headers: Headers) -> Response:
+        """POST /v1/videos/{video_id}/remix (JSON or multipart `{prompt}`)."""
+        video_id = request.path_params["video_id"]
+        body, _ = await _create_body(request)
+        prompt = _prompt(body)
+        found = self.sim.find(video_id, self.sim.clock.now())
+        if found is None:
+            raise _not_found(video_id)
+        source, state = found
+        if state.status != jobs.Status.COMPLETED:
+            raise _bad(
+                f"Video '{video_id}' is {state.status}; only completed videos can be remixed."
+            )
+        try:
+            job = self.sim.create(
+                prompt=prompt,
+                model=source.model,
+                seconds=source.seconds,
+                size=source.size,
+                remixed_from_video_id=source.id,
+            )
+        except jobs.DirectiveError as exc:
+            raise _bad(str(exc), "prompt") from None
+        return JSONResponse(
+            jobs.video_object(job, jobs.state_at(job, job.created_at)), 200, headers
+        )
+
+    async def content(self, request: Request, headers: Headers) -> Response:
+        """GET /v1/videos/{video_id}/content?variant=video|thumbnail|spritesheet."""
+        video_id = request.path_params["video_id"]
+        raw_variant = request.query_params.get("variant", "video")
+        try:
+            variant = content.Variant(raw_variant)
+        except ValueError:
+            expected = ", ".join(v.value for v in content.Variant)
+            raise _bad(
+                f"Invalid 'variant' {raw_variant!r}: expected one of {expected}.", "variant"
+            ) from None
+        now = self.sim.clock.now()
+        found = self.sim.find(video_id, now)
+        if found is None:
+            raise _not_found(video_id)
+        job, state = found
+        if state.status == jobs.Status.FAILED:
+            raise ApiError(404, f"Video '{video_id}' failed; it has no content to download.")
+        if state.status != jobs.Status.COMPLETED:
+            raise ApiError(
+                404, f"Video is not ready yet, use GET /v1/videos/{video_id} to check status."
+            )
+        if state.expires_at is not None and now >= state.expires_at:
+            raise ApiError(
+                404, f"Video '{video_id}' has expired; its content is no longer available."
+            )
+        size = content.size_of(variant, job.script.video_bytes)
+        headers["content-length"] = str(size)
+        return StreamingResponse(
+            content.stream(video_id, variant, size),
+            headers=headers,
+            media_type=content.CONTENT_TYPES[variant],
+        )
+
+
+async def _with_fault(
+    fault: faults.Fault, handler: Handler, request: Request, headers: Headers
+) -> Response:
+    """Answer one request under an injected fault."""
+    if fault.kind is faults.Kind.RATE_LIMIT:
+        return faults.rate_limited(fault, headers)
+    if fault.kind is faults.Kind.SERVER_ERROR:
+        return faults.server_error(fault, headers)
+    if fault.kind is faults.Kind.DROP:
+        return faults.Dropped()
+    response = await handler(request, headers)
+    if fault.kind is faults.Kind.CREATE_THEN_FAIL:
+        return faults.server_error(fault, headers)
+    return faults.Truncated(response)
+
+
+def _authorize(request: Request, settings: SimConfig) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code="invalid_api_key",
+        )
+    expected = settings.api_key
+    if expected is not None and not hmac.compare_digest(token.encode(), expected.encode()):
+        shown = (token[:3] + "*" * (len(token) - 7) + token[-4:]) if len(token) > 8 else "***"
+        raise ApiError(401, f"Incorrect API key provided: {shown}.", code="invalid_api_key")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise _bad("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise _bad("The JSON body of your request must be an object.")
+    return body
+
+
+async def _create_body(request: Request) -> tuple[dict[str, Any], jobs.Reference | None]:
+    """The fields of a create or remix body, and what was sent as `input_reference`."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await _json_object(request)
+        return body, _json_reference(body.get("input_reference"))
+    body = {}
+    reference = None
+    try:
+        async with request.form() as form:
+            for key, value in form.multi_items():
+                if not isinstance(value, UploadFile):
+                    body[key] = value
+                elif key == "input_reference":
+                    reference = jobs.Reference(
+                        kind="file", content_type=value.content_type, byte_count=value.size
+                    )
+    except HTTPException as exc:
+        raise _bad(f"Invalid form body: {exc.detail}") from None
+    if "input_reference" in body:
+        raise _bad("'input_reference' must be an uploaded image file.", "input_reference")
+    return body, reference
+
+
+def _json_reference(value: Any) -> jobs.Reference | None:
+    if value is None:
+        return None
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, ref),) = value.items()
+        if kind in ("image_url", "file_id") and isinstance(ref, str) and 0 < len(ref) <= 20_971_520:
+            return jobs.Reference(kind=kind, value=ref)
+    message = "'input_reference' must be an object with exactly one of 'image_url' or 'file_id'."
+    raise _bad(message, "input_reference")
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise _bad("Missing required parameter: 'prompt'.", "prompt")
+    if not isinstance(prompt, str):
+        raise _bad("Invalid type for 'prompt': expected a string.", "prompt")
+    if not 1 <= len(prompt) <= jobs.PROMPT_MAX_CHARS:
+        raise _bad(
+            f"Invalid 'prompt': string length must be between 1 and {jobs.PROMPT_MAX_CHARS}, "
+            f"got {len(prompt)}.",
+            "prompt",
+        )
+    return prompt
+
+
+def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or value not in allowed:
+        shown = ", ".join(repr(v) for v in allowed)
+        raise _bad(f"Invalid value for '{name}': {value!r}. Supported values are: {shown}.", name)
+    return value

@@ -1,0 +1,81 @@
+"""Downloadable assets of a simulated video, made up on the fly and never held whole.
+
+Every byte is a function of (video id, variant, position): the body is sha256(id:variant)
+repeated, each 64 KiB chunk stamped with its index (so a client that reorders or repeats chunks
+gets a different checksum), and the first bytes are a plausible MP4/WebP/JPEG header. A client
+can therefore check a download against `expected_sha256` without the simulator storing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from enum import StrEnum
+
+
+class Variant(StrEnum):
+    """The `variant` query values of the content endpoint."""
+
+    VIDEO = "video"
+    THUMBNAIL = "thumbnail"
+    SPRITESHEET = "spritesheet"
+
+
+CONTENT_TYPES = {
+    Variant.VIDEO: "video/mp4",
+    Variant.THUMBNAIL: "image/webp",
+    Variant.SPRITESHEET: "image/jpeg",
+}
+THUMBNAIL_BYTES = 6 * 1024
+SPRITESHEET_BYTES = 24 * 1024
+CHUNK_BYTES = 64 * 1024
+_DIGEST_BYTES = 32
+_STAMP_BYTES = 8
+
+_MP4_HEADER = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
+_JPEG_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+
+def size_of(variant: Variant, video_bytes: int) -> int:
+    """Byte length of an asset; only the video's size depends on the job."""
+    if variant is Variant.VIDEO:
+        return video_bytes
+    if variant is Variant.THUMBNAIL:
+        return THUMBNAIL_BYTES
+    return SPRITESHEET_BYTES
+
+
+def _header(variant: Variant, size: int) -> bytes:
+    if variant is Variant.VIDEO:
+        return _MP4_HEADER
+    if variant is Variant.THUMBNAIL:
+        riff_size = max(size - 8, 0).to_bytes(4, "little")
+        return b"RIFF" + riff_size + b"WEBPVP8 "
+    return _JPEG_HEADER
+
+
+def chunks(video_id: str, variant: Variant, size: int) -> Iterator[bytes]:
+    """The asset's bytes in order, `CHUNK_BYTES` at a time (the last chunk may be shorter)."""
+    digest = hashlib.sha256(f"{video_id}:{variant}".encode()).digest()
+    pattern = digest * (CHUNK_BYTES // _DIGEST_BYTES)
+    header = _header(variant, size)
+    for index, start in enumerate(range(0, size, CHUNK_BYTES)):
+        length = min(CHUNK_BYTES, size - start)
+        chunk = index.to_bytes(_STAMP_BYTES, "big") + pattern[_STAMP_BYTES:length]
+        if index == 0:
+            chunk = header + chunk[len(header) :]
+        yield chunk[:length]
+
+
+async def stream(video_id: str, variant: Variant, size: int) -> AsyncIterator[bytes]:
+    """`chunks` as an async iterator, for a streaming response that needs no thread."""
+    for chunk in chunks(video_id, variant, size):
+        yield chunk
+
+
+def expected_sha256(video_id: str, variant: str, size: int) -> str:
+    """Hex sha256 of the asset a client should have downloaded."""
+    digest = hashlib.sha256()
+    for chunk in chunks(video_id, Variant(variant), size):
+        digest.update(chunk)
+    return digest.hexdigest()

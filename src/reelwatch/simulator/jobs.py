@@ -1,0 +1,262 @@
+"""Simulated video jobs: their script, and their state as a pure function of script and time.
+
+A job is fixed at creation: when it leaves the queue, how long it renders, how it ends. Prompt
+directives such as `[sim:queue=0,render=5,fail=moderation_blocked]` script it through the real API;
+anything not scripted is drawn from the simulator's seeded random source. `state_at(job, now)`
+answers what the API reports at any moment, so there is no mutable status to keep in sync.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """The four statuses of the Videos API, valued as sent on the wire."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
+MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", "sora-2-2025-12-08")
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SECONDS = ("4", "8", "12", "16", "20")
+DEFAULT_MODEL = "sora-2"
+DEFAULT_SIZE = "720x1280"
+DEFAULT_SECONDS = "4"
+PROMPT_MAX_CHARS = 32000
+MODERATION_MESSAGE = "Your request was blocked by our moderation system."
+STUCK_PROGRESS = 50
+"""Where a `stuck` job's progress freezes unless the directive names a value."""
+
+_DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
+_FLAGS = frozenset({"stuck"})
+_KEYS = frozenset({"queue", "render", "fail", "stuck", "bytes", "unknown_status", "vanish_after"})
+
+
+class DirectiveError(ValueError):
+    """A `[sim:...]` directive in a prompt is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """Everything that decides how a job unfolds; fixed when the job is created."""
+
+    queue_s: float
+    render_s: float
+    video_bytes: int
+    expires_after_s: float = 3600.0
+    fail_code: str | None = None
+    stuck_at: int | None = None
+    unknown_status: str | None = None
+    vanish_after_s: float | None = None
+
+    @property
+    def finish_after_s(self) -> float | None:
+        """Seconds from creation to the terminal status; None for a stuck job."""
+        return None if self.stuck_at is not None else self.queue_s + self.render_s
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What was sent as `input_reference`: an uploaded file, an image URL or a file id."""
+
+    kind: str
+    content_type: str | None = None
+    byte_count: int | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One video job as created; `seq` orders jobs by creation."""
+
+    id: str
+    seq: int
+    created_at: float
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    script: Script
+    remixed_from_video_id: str | None = None
+    reference: Reference | None = None
+
+    @property
+    def finish_at(self) -> float | None:
+        """Simulated time of the terminal transition; None if it never comes."""
+        after = self.script.finish_after_s
+        return None if after is None else self.created_at + after
+
+    @property
+    def vanish_at(self) -> float | None:
+        """Simulated time after which the job is gone (404); None if it stays."""
+        after = self.script.vanish_after_s
+        return None if after is None else self.created_at + after
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What the API reports about a job at one moment."""
+
+    status: str
+    progress: int
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    vanished: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job has finished, one way or the other."""
+        return self.status in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        """Whether the job is still queued or rendering."""
+        return not self.terminal
+
+
+def new_video_id() -> str:
+    """A fresh id shaped like the real ones: `video_` and 48 hex digits."""
+    return "video_" + secrets.token_hex(24)
+
+
+def parse_directives(prompt: str) -> dict[str, str | None]:
+    """Collect `[sim:key=value,flag]` directives from anywhere in the prompt (later ones win)."""
+    found: dict[str, str | None] = {}
+    for block in _DIRECTIVE.findall(prompt):
+        for item in block.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if key not in _KEYS:
+                raise DirectiveError(f"unknown simulator directive {key!r}")
+            if not sep and key not in _FLAGS:
+                raise DirectiveError(f"simulator directive {key!r} needs a value")
+            found[key] = value if sep else None
+    return found
+
+
+def script_for(
+    prompt: str, *, queue_s: float, render_s: float, video_bytes: int, expires_after_s: float
+) -> Script:
+    """The script of a new job: the drawn defaults, overridden by the prompt's directives."""
+    found = parse_directives(prompt)
+    stuck_at: int | None = None
+    if "stuck" in found:
+        raw = found["stuck"]
+        stuck_at = STUCK_PROGRESS if raw is None else _integer("stuck", raw, high=99)
+    vanish = found.get("vanish_after")
+    return Script(
+        queue_s=_duration("queue", found["queue"]) if "queue" in found else queue_s,
+        render_s=_duration("render", found["render"]) if "render" in found else render_s,
+        video_bytes=_integer("bytes", found["bytes"]) if "bytes" in found else video_bytes,
+        expires_after_s=expires_after_s,
+        fail_code=_word("fail", found["fail"]) if "fail" in found else None,
+        stuck_at=stuck_at,
+        unknown_status=(
+            _word("unknown_status", found["unknown_status"]) if "unknown_status" in found else None
+        ),
+        vanish_after_s=_duration("vanish_after", vanish) if "vanish_after" in found else None,
+    )
+
+
+def failure_message(code: str) -> str:
+    """The message a failed job reports for its error code."""
+    if code == "moderation_blocked":
+        return MODERATION_MESSAGE
+    return f"Video generation failed ({code})."
+
+
+def state_at(job: Job, now: float) -> State:
+    """The job's state at simulated time `now`: a pure function of its script."""
+    script = job.script
+    vanish_at = job.vanish_at
+    vanished = vanish_at is not None and now >= vanish_at
+    render_start = job.created_at + script.queue_s
+    if now < render_start:
+        return State(status=Status.QUEUED, progress=0, vanished=vanished)
+    finish_at = job.finish_at
+    if finish_at is None or now < finish_at:
+        progress = 99 if script.render_s <= 0 else int(99 * (now - render_start) / script.render_s)
+        progress = min(progress, 99 if script.stuck_at is None else script.stuck_at)
+        status = script.unknown_status or Status.IN_PROGRESS
+        return State(status=status, progress=max(progress, 0), vanished=vanished)
+    completed_at = math.floor(finish_at)
+    if script.fail_code is not None:
+        return State(
+            status=Status.FAILED,
+            progress=0,
+            completed_at=completed_at,
+            error_code=script.fail_code,
+            error_message=failure_message(script.fail_code),
+            vanished=vanished,
+        )
+    return State(
+        status=Status.COMPLETED,
+        progress=100,
+        completed_at=completed_at,
+        expires_at=math.floor(completed_at + script.expires_after_s),
+        vanished=vanished,
+    )
+
+
+def video_object(job: Job, state: State) -> dict[str, Any]:
+    """The `Video` resource as the API sends it: all 13 fields, nullable ones as null."""
+    error = None
+    if state.error_code is not None:
+        error = {"code": state.error_code, "message": state.error_message}
+    return {
+        "id": job.id,
+        "object": "video",
+        "model": job.model,
+        "status": str(state.status),
+        "progress": state.progress,
+        "created_at": math.floor(job.created_at),
+        "completed_at": state.completed_at,
+        "expires_at": state.expires_at,
+        "prompt": job.prompt,
+        "size": job.size,
+        "seconds": job.seconds,
+        "remixed_from_video_id": job.remixed_from_video_id,
+        "error": error,
+    }
+
+
+def _duration(key: str, raw: str | None) -> float:
+    try:
+        value = float(raw or "")
+    except ValueError:
+        raise DirectiveError(f"simulator directive {key!r} needs a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise DirectiveError(f"simulator directive {key!r} must be a finite number >= 0")
+    return value
+
+
+def _integer(key: str, raw: str | None, *, high: int | None = None) -> int:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        raise DirectiveError(f"simulator directive {key!r} needs a whole number") from None
+    if value < 0 or (high is not None and value > high):
+        limit = "" if high is None else f" and <= {high}"
+        raise DirectiveError(f"simulator directive {key!r} must be >= 0{limit}")
+    return value
+
+
+def _word(key: str, raw: str | None) -> str:
+    if not raw or not re.fullmatch(r"[A-Za-z0-9_.-]+", raw):
+        raise DirectiveError(f"simulator directive {key!r} needs a word (letters, digits, _ . -)")
+    return raw

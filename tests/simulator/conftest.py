@@ -1,0 +1,160 @@
+"""Fixtures: one simulator and one webhook receiver served per session, reset for every test."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reelwatch.simulator import RunningSimulator, SimConfig, running
+from reelwatch.simulator.server import serve_in_thread
+
+TEST_CONFIG = SimConfig(queue_s=(2.0, 2.0), render_s=(10.0, 10.0))
+"""Every job queues exactly 2 s and renders exactly 10 s unless its prompt says otherwise."""
+SECRET = "whsec_" + base64.b64encode(b"reelwatch simulator test secret!").decode()
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the webhook receiver got."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+class Receiver:
+    """A webhook endpoint that records what arrives and answers planned statuses (then 200)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        self._planned: list[int] = []
+        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        with self._lock:
+            self._received.append(Received(body, dict(request.headers)))
+            status = self._planned.pop(0) if self._planned else 200
+        return Response(status_code=status)
+
+    def reset(self) -> None:
+        """Forget what arrived and what was planned."""
+        with self._lock:
+            self._received.clear()
+            self._planned.clear()
+
+    def plan(self, *statuses: int) -> None:
+        """Answer the next requests with these statuses."""
+        with self._lock:
+            self._planned.extend(statuses)
+
+    def received(self) -> list[Received]:
+        """Everything that arrived so far."""
+        with self._lock:
+            return list(self._received)
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Received]:
+        """Wait (bounded) until at least `count` requests arrived; return them all."""
+        _eventually(lambda: len(self.received()) >= count, timeout_s)
+        return self.received()
+
+
+def _eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def eventually() -> Callable[..., None]:
+    """Wait (bounded, polling every 5 ms) until a predicate holds."""
+    return _eventually
+
+
+@pytest.fixture
+def webhook_secret() -> str:
+    """The secret the `receiver` fixture configures the simulator to sign with."""
+    return SECRET
+
+
+@pytest.fixture(scope="session")
+def served() -> Iterator[RunningSimulator]:
+    """The session's simulator server."""
+    with running(TEST_CONFIG) as rs:
+        yield rs
+
+
+@pytest.fixture
+def rs(served: RunningSimulator) -> RunningSimulator:
+    """The simulator server, reset to TEST_CONFIG with no jobs, faults or clock offset."""
+    served.sim.reset(TEST_CONFIG)
+    return served
+
+
+@pytest.fixture
+def configure(rs: RunningSimulator) -> Callable[..., None]:
+    """Reset the simulator to TEST_CONFIG with some fields changed."""
+
+    def apply(**changes: Any) -> None:
+        rs.sim.reset(replace(TEST_CONFIG, **changes))
+
+    return apply
+
+
+@pytest.fixture
+def client(rs: RunningSimulator) -> Iterator[openai.OpenAI]:
+    """A strict official SDK client that never retries."""
+    with openai.OpenAI(
+        base_url=rs.base_url, api_key="test", max_retries=0, _strict_response_validation=True
+    ) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def aclient(rs: RunningSimulator) -> AsyncIterator[openai.AsyncOpenAI]:
+    """A strict official async SDK client that never retries."""
+    async with openai.AsyncOpenAI(
+        base_url=rs.base_url, api_key="test", max_retries=0, _strict_response_validation=True
+    ) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def http(rs: RunningSimulator) -> Iterator[httpx.Client]:
+    """A plain HTTP client on the simulator's origin, with a bearer token."""
+    with httpx.Client(
+        base_url=rs.origin, headers={"authorization": "Bearer test"}, trust_env=False
+    ) as raw:
+        yield raw
+
+
+@pytest.fixture(scope="session")
+def served_receiver() -> Iterator[Receiver]:
+    """The session's webhook receiver server."""
+    receiver = Receiver()
+    with serve_in_thread(receiver.app, name="webhook-receiver") as origin:
+        receiver.url = origin + "/hook"
+        yield receiver
+
+
+@pytest.fixture
+def receiver(served_receiver: Receiver, configure: Callable[..., None]) -> Receiver:
+    """An empty webhook receiver, and the simulator configured to deliver to it quickly."""
+    served_receiver.reset()
+    configure(webhook_url=served_receiver.url, webhook_secret=SECRET, webhook_retry_base_s=0.01)
+    return served_receiver
