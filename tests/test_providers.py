@@ -119,3 +119,24 @@ async def test_adapter_lists_recent_and_streams_content(
         assert download.content_length == len(body)
     finally:
         await provider.aclose()
+
+
+async def test_adapter_remixes_and_deletes(
+    adapter: tuple[simulator.RunningSimulator, OpenAIVideos],
+) -> None:
+    """Remix makes a new queued job from a completed one; delete makes it 404."""
+    sim, provider = adapter
+    try:
+        source = await provider.create(base.CreateRequest("source", "sora-2", 4, "720x1280"))
+        with pytest.raises(exceptions.ProviderRejected):
+            await provider.remix(source.video_id, "too early")
+        sim.sim.clock.advance(2)
+        remix = await provider.remix(source.video_id, "now in winter")
+        assert remix.video_id != source.video_id
+        assert remix.status in (RemoteStatus.QUEUED, RemoteStatus.IN_PROGRESS)
+        assert remix.prompt == "now in winter"
+        await provider.delete(source.video_id)
+        with pytest.raises(exceptions.ProviderNotFound):
+            await provider.retrieve(source.video_id)
+    finally:
+        await provider.aclose()

@@ -44,7 +44,13 @@ class Provider(Protocol):
         """Videos created at or after `since`, newest first (for reconciling lost creates)."""
         ...
 
-    async def delete(self, video_id: str) -> None: ...
+    async def remix(self, video_id: str, prompt: str) -> RemoteVideo:
+        """A new job from a completed video and a new prompt."""
+        ...
+
+    async def delete(self, video_id: str) -> None:
+        """Delete a finished video and its assets at the provider."""
+        ...
 
     def download(
         self, video_id: str, variant: Variant

@@ -107,6 +107,13 @@ class OpenAIVideos:
         except openai.APIError as exc:
             raise _translate(exc, self._clock.now()) from exc
 
+    async def remix(self, video_id: str, prompt: str) -> RemoteVideo:
+        try:
+            video = await self._client.videos.remix(video_id, prompt=prompt)
+        except openai.APIError as exc:
+            raise _translate(exc, self._clock.now()) from exc
+        return _remote(video)
+
     async def delete(self, video_id: str) -> None:
         try:
             await self._client.videos.delete(video_id)
