@@ -79,6 +79,13 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of what the driver (or the file system) said, for a one-line error."""
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
 class Store:
     """The generations table, its events, and the verbs that change them."""
 
@@ -94,18 +101,21 @@ class Store:
         """Connect (and migrate unless told not to); an unreachable database is one clear error."""
         async_url, sync_url = urls(url)
         parsed = make_url(async_url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        engine: AsyncEngine | None = None
         try:
+            if sqlite_file and sqlite_file != ":memory:":
+                Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
             if upgrade:
                 await asyncio.to_thread(migrate.upgrade, sync_url)
             engine = _create_engine(async_url)
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except sa.exc.OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        except (sa.exc.OperationalError, OSError) as exc:
+            if engine is not None:
+                await engine.dispose()
             raise exceptions.DatabaseUnavailable(
-                f"cannot reach the database at {_safe(url)}: {reason}"
+                f"cannot reach the database at {_safe(url)}: {_reason(exc)}"
             ) from exc
         return cls(engine)
 

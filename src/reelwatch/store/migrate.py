@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic's `context` and `op` are process-wide proxies, so two runs in one process (two stores
+# opened at once) would trample each other. Across processes, env.py takes a database lock.
+_one_run_at_a_time = threading.Lock()
 
 
 def config(sync_url: str) -> Config:
@@ -19,4 +23,5 @@ def config(sync_url: str) -> Config:
 
 
 def upgrade(sync_url: str, revision: str = "head") -> None:
-    command.upgrade(config(sync_url), revision)
+    with _one_run_at_a_time:
+        command.upgrade(config(sync_url), revision)
