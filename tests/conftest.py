@@ -72,9 +72,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url: str = request.getfixturevalue("pg_server")
     yield url
     with psycopg.connect(url, autocommit=True) as conn:
-        exists = conn.execute("SELECT to_regclass('generations') IS NOT NULL").fetchone()
-        if exists and exists[0]:
-            conn.execute("TRUNCATE events, generations")
+        present = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename IN ('events', 'generations', 'webhook_deliveries')"
+        ).fetchall()
+        if present:
+            conn.execute("TRUNCATE " + ", ".join(row[0] for row in present))
 
 
 @pytest.fixture

@@ -18,11 +18,14 @@ import socket
 import time
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from reelwatch import clock, downloads, exceptions, lifecycle, schedule, storage
+
+if TYPE_CHECKING:
+    from reelwatch import metrics
 from reelwatch.models import ErrorInfo, Generation, RemoteStatus, RemoteVideo, Status, Variant
 from reelwatch.providers.base import CreateRequest, Provider
 from reelwatch.settings import Settings
@@ -127,6 +130,7 @@ class Engine:
         self.variants = [Variant(v) for v in settings.variants]
         self._rng = rng or random.Random()
         self._budget = Budget(settings.requests_per_minute, clock)
+        self.metrics: metrics.Metrics | None = None
         self._paused_until: datetime | None = None
         self._wake = asyncio.Event()
 
@@ -254,6 +258,8 @@ class Engine:
             claim.generation, observation, now, self.policy, self._rng.random()
         )
         claim, event = await self.store.apply(claim, decision, now=now, release=release)
+        if self.metrics is not None:
+            self.metrics.record(observation, decision)
         g = claim.generation
         log.info(
             f"{event.kind}: {g.step}",

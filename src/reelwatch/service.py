@@ -180,7 +180,7 @@ class Service:
             )
         )
 
-    def _engine(self) -> engine.Engine:
+    def require_engine(self) -> engine.Engine:
         if self.engine is None:
             raise exceptions.ConfigError("OPENAI_API_KEY is not set")
         return self.engine
@@ -188,7 +188,7 @@ class Service:
     async def submit(self, request: SubmitRequest, *, actor: str = "cli") -> Generation:
         """Record a new generation, then submit it to the provider right away."""
         validate(request)
-        runner = self._engine()
+        runner = self.require_engine()
         now = self.clock.now()
         generation = Generation(
             id=new_id(),
@@ -239,7 +239,7 @@ class Service:
         video_id = video_id.strip()
         if not video_id:
             raise exceptions.InvalidInput("video_id: must not be empty")
-        runner = self._engine()
+        runner = self.require_engine()
         if await self.store.find(runner.provider.name, video_id) is not None:
             raise exceptions.InvalidInput(f"video_id: {video_id} is already tracked")
         try:
@@ -324,7 +324,7 @@ class Service:
 
     async def _advance_now(self, generation: Generation) -> Generation:
         """Take one step at once instead of waiting for a worker (if no worker holds it)."""
-        runner = self._engine()
+        runner = self.require_engine()
         claim = await self.store.claim(
             generation.id,
             owner=runner.owner,
@@ -345,6 +345,28 @@ class Service:
         if self.engine is not None:
             self.engine.wake()
         return generation
+
+    async def webhook(
+        self, webhook_id: str, video_id: str, observation: lifecycle.WebhookReceived
+    ) -> str:
+        """Record a verified delivery once and make its generation due now.
+
+        Returns "applied", "duplicate" (this webhook-id was seen before) or "unknown_video".
+        """
+        provider = self.provider.name if self.provider is not None else "openai"
+        now = self.clock.now()
+        policy = engine.policy_from(self.settings)
+        outcome = await self.store.record_webhook(
+            webhook_id,
+            provider=provider,
+            video_id=video_id,
+            event_type=observation.event_type,
+            decide=lambda g: lifecycle.decide(g, observation, now, policy),
+            now=now,
+        )
+        if outcome == "applied" and self.engine is not None:
+            self.engine.wake()
+        return outcome
 
     async def counts(self) -> Mapping[Status, int]:
         return await self.store.count_by_status()

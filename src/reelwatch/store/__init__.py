@@ -38,7 +38,7 @@ from reelwatch.models import (
     Variant,
 )
 from reelwatch.store import migrate
-from reelwatch.store.tables import UTCDateTime, events, generations
+from reelwatch.store.tables import UTCDateTime, events, generations, webhook_deliveries
 
 _LEASE_COLUMNS = ("lease_owner", "lease_token", "lease_expires_at")
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
@@ -95,6 +95,11 @@ class Store:
         # that reads and then writes can fail with SQLITE_BUSY instead of waiting its turn.
         self._writer = engine.execution_options(reelwatch_write=True)
         self.dialect = engine.dialect.name
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each committed write (live-event tailers wake early)."""
+        self._listeners.append(listener)
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Store:
@@ -126,6 +131,8 @@ class Store:
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._writer.begin() as conn:
             yield conn
+        for listener in self._listeners:
+            listener()
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -286,6 +293,62 @@ class Store:
             stored = await _append(conn, new, decision.event, now)
         return new, stored
 
+    async def record_webhook(
+        self,
+        webhook_id: str,
+        *,
+        provider: str,
+        video_id: str,
+        event_type: str,
+        decide: Callable[[Generation], lifecycle.Decision],
+        now: datetime,
+    ) -> str:
+        """Record one webhook delivery and apply its decision, once per webhook-id.
+
+        One transaction: the delivery row (unique on webhook-id) and the generation's update
+        and event land together or not at all. Returns "applied", "duplicate" or
+        "unknown_video" (a video reelwatch does not track: recorded, nothing else).
+        """
+        query = sa.select(generations).where(
+            generations.c.provider == provider, generations.c.video_id == video_id
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        async with self._write() as conn:
+            seen = await conn.execute(
+                sa.select(webhook_deliveries.c.webhook_id).where(
+                    webhook_deliveries.c.webhook_id == webhook_id
+                )
+            )
+            if seen.first() is not None:
+                return "duplicate"
+            row = (await conn.execute(query)).mappings().first()
+            result = "unknown_video" if row is None else "applied"
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        webhook_deliveries.insert().values(
+                            webhook_id=webhook_id,
+                            received_at=now,
+                            event_type=event_type,
+                            video_id=video_id,
+                            generation_id=None if row is None else row["id"],
+                            result=result,
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                return "duplicate"  # the same delivery, racing in another process
+            if row is None:
+                return result
+            decision = decide(_from_row(row))
+            new = dataclasses.replace(decision.generation, updated_at=now)
+            values = {**_to_row(new), **dict.fromkeys(_LEASE_COLUMNS)}
+            await conn.execute(
+                generations.update().where(generations.c.id == new.id).values(values)
+            )
+            await _append(conn, new, decision.event, now)
+        return result
+
     # --- reads ----------------------------------------------------------------------------
 
     async def get(self, generation_id: str) -> Generation:
@@ -357,6 +420,21 @@ class Store:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_event(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(sa.select(sa.func.max(events.c.id)))).scalar()
+        return int(value or 0)
+
+    async def backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        """How many active generations are due now, and when the oldest active one was made."""
+        active = generations.c.status.in_(_ACTIVE_VALUES)
+        due = sa.select(sa.func.count()).where(active, generations.c.next_poll_at <= now)
+        oldest = sa.select(sa.func.min(generations.c.created_at)).where(active)
+        async with self._engine.connect() as conn:
+            depth = (await conn.execute(due)).scalar()
+            first = (await conn.execute(oldest)).scalar()
+        return int(depth or 0), _utc.process_result_value(first, self._engine.dialect)
 
     async def next_due_at(self) -> datetime | None:
         """The earliest time any active, unleased generation is due (for the worker's sleep)."""

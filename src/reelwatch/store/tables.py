@@ -104,3 +104,14 @@ events = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Index(None, "generation_id", "id"),
 )
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("webhook_id", sa.String(200), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("video_id", sa.String(200), nullable=False),
+    sa.Column("generation_id", sa.String(40)),
+    sa.Column("result", sa.String(20), nullable=False),
+)

@@ -1,0 +1,111 @@
+"""Prometheus metrics, on a registry of their own (one per app, never the global default)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reelwatch import lifecycle
+from reelwatch.models import Status
+from reelwatch.store import Store
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+DOWNLOAD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Everything reelwatch counts; the engine records, `/metrics` renders."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.generations = Gauge(
+            "reelwatch_generations", "Generations by status.", ["status"], registry=r
+        )
+        self.checks = Counter(
+            "reelwatch_status_checks", "Provider calls by outcome.", ["outcome"], registry=r
+        )
+        self.poll_latency = Histogram(
+            "reelwatch_poll_latency_seconds",
+            "Latency of one status check.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.detection_lag = Histogram(
+            "reelwatch_detection_lag_seconds",
+            "From the provider's completion to the video stored locally.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "reelwatch_rate_limited", "429 answers from the provider.", registry=r
+        )
+        self.retry_after = Histogram(
+            "reelwatch_retry_after_seconds",
+            "Retry-After asked for by 429 answers.",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.download_bytes = Counter(
+            "reelwatch_download_bytes", "Bytes of assets stored.", registry=r
+        )
+        self.download_duration = Histogram(
+            "reelwatch_download_duration_seconds",
+            "Time to store all assets of one video.",
+            buckets=DOWNLOAD_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "reelwatch_queue_depth", "Active generations due for a look now.", registry=r
+        )
+        self.oldest_active = Gauge(
+            "reelwatch_oldest_active_age_seconds",
+            "Age of the oldest active generation.",
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "reelwatch_webhooks", "Webhook deliveries received, by result.", ["result"], registry=r
+        )
+
+    def record(self, observation: lifecycle.Observation, decision: lifecycle.Decision) -> None:
+        """Count what one applied decision tells (called by the engine after each write)."""
+        match observation:
+            case lifecycle.Polled(latency_s=latency):
+                self.checks.labels("ok").inc()
+                self.poll_latency.observe(latency)
+            case lifecycle.Vanished(latency_s=latency):
+                self.checks.labels("not_found").inc()
+                self.poll_latency.observe(latency)
+            case lifecycle.RateLimited(retry_after_s=wait, local=False):
+                self.checks.labels("rate_limited").inc()
+                self.rate_limited.inc()
+                if wait is not None:
+                    self.retry_after.observe(wait)
+            case lifecycle.Transient():
+                self.checks.labels("error").inc()
+            case lifecycle.Submitted() | lifecycle.SubmitRejected() | lifecycle.SubmitLost():
+                self.checks.labels("create").inc()
+            case lifecycle.Downloaded(assets=assets, duration_s=duration):
+                self.download_bytes.inc(sum(a.bytes for a in assets.values()))
+                self.download_duration.observe(duration)
+                lag = decision.event.data.get("detection_lag_s")
+                if isinstance(lag, int | float):
+                    self.detection_lag.observe(lag)
+            case lifecycle.DownloadFailed():
+                self.checks.labels("download_failed").inc()
+
+    async def refresh(self, store: Store, now: datetime) -> None:
+        """Update the gauges that are facts about the table (at scrape time)."""
+        counts = await store.count_by_status()
+        for status in Status:
+            self.generations.labels(status.value).set(counts.get(status, 0))
+        depth, oldest = await store.backlog(now)
+        self.queue_depth.set(depth)
+        self.oldest_active.set(0.0 if oldest is None else (now - oldest).total_seconds())
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,212 @@
+"""The generations API: create or track, look, list, history, reset, retry, cancel, content."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reelwatch import exceptions, service
+from reelwatch.models import Status, Variant
+from reelwatch.web import access
+from reelwatch.web.errors import ApiError
+
+router = APIRouter(prefix="/api", dependencies=[Depends(access.require_user)])
+
+MAX_UPLOAD_BYTES = service.MAX_REFERENCE_BYTES
+UPLOAD_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
+
+
+class CreateBody(BaseModel):
+    """Submit a new generation, or track one created elsewhere with `video_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, max_length=service.MAX_PROMPT + 1)
+    model: str = "sora-2"
+    seconds: int = 4
+    size: str = "720x1280"
+    video_id: str | None = Field(None, max_length=200)
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: bool = False
+
+
+class Page(BaseModel):
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def svc(request: Request) -> service.Service:
+    result: service.Service = request.app.state.service
+    return result
+
+
+def actor(request: Request) -> str:
+    client = request.client.host if request.client else "unknown"
+    return f"api:{client}"
+
+
+Svc = Annotated[service.Service, Depends(svc)]
+
+CREATE_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": CreateBody.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "prompt": {"type": "string"},
+                        "model": {"type": "string"},
+                        "seconds": {"type": "integer"},
+                        "size": {"type": "string"},
+                        "input_reference": {"type": "string", "format": "binary"},
+                    },
+                    "required": ["prompt"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post("/generations", status_code=201, openapi_extra=CREATE_SCHEMA)
+async def create(request: Request, svc: Svc) -> dict[str, Any]:
+    """Submit a generation (JSON, or multipart with an `input_reference` image) or track one."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _create_multipart(request, svc)
+    try:
+        parsed = CreateBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}") from None
+    if parsed.video_id is not None:
+        if parsed.prompt is not None:
+            raise ApiError(422, "invalid_request", "video_id: give either video_id or prompt")
+        g = await svc.track(parsed.video_id, actor=actor(request))
+    else:
+        request_ = service.SubmitRequest(
+            parsed.prompt or "", parsed.model, parsed.seconds, parsed.size
+        )
+        g = await svc.submit(request_, actor=actor(request))
+    return service.to_json(g, svc.clock.now())
+
+
+async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
+    async with request.form(max_files=1, max_fields=10) as form:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        unknown = set(form.keys()) - {"prompt", "model", "seconds", "size", "input_reference"}
+        if unknown:
+            raise ApiError(422, "invalid_request", f"{sorted(unknown)[0]}: unknown field")
+        seconds_raw = fields.get("seconds", "4")
+        if not seconds_raw.isdigit():
+            raise ApiError(422, "invalid_request", "seconds: must be an integer")
+        upload = form.get("input_reference")
+        with tempfile.TemporaryDirectory(prefix="reelwatch-upload-") as folder:
+            reference: Path | None = None
+            if upload is not None and not isinstance(upload, str):
+                suffix = UPLOAD_SUFFIX.get(upload.content_type or "")
+                if suffix is None:
+                    raise ApiError(
+                        422, "invalid_request", "input_reference: must be a JPEG, PNG or WebP image"
+                    )
+                if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+                    raise ApiError(413, "too_large", "input_reference: larger than 20 MiB")
+                reference = Path(folder) / f"reference{suffix}"
+                with reference.open("wb") as handle:
+                    while block := await upload.read(256 * 1024):
+                        handle.write(block)
+            submit = service.SubmitRequest(
+                fields.get("prompt", ""),
+                fields.get("model", "sora-2"),
+                int(seconds_raw),
+                fields.get("size", "720x1280"),
+                reference,
+            )
+            g = await svc.submit(submit, actor=actor(request))
+    return service.to_json(g, svc.clock.now())
+
+
+@router.get("/generations")
+async def list_generations(
+    svc: Svc,
+    status: Annotated[list[Status] | None, Query()] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page:
+    """Newest first; filter by status (repeatable), model and text; `cursor` continues."""
+    page = await svc.page(statuses=status or (), model=model, text=q, limit=limit, cursor=cursor)
+    now = svc.clock.now()
+    return Page(data=[service.to_json(g, now) for g in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/generations/{generation_id}")
+async def get_generation(generation_id: str, svc: Svc) -> dict[str, Any]:
+    return service.to_json(await svc.get(generation_id), svc.clock.now())
+
+
+@router.get("/generations/{generation_id}/events")
+async def generation_events(generation_id: str, svc: Svc) -> dict[str, Any]:
+    """The generation's audit log, oldest first."""
+    return {"data": [service.event_json(e) for e in await svc.history(generation_id)]}
+
+
+@router.post("/generations/{generation_id}/reset")
+async def reset(generation_id: str, request: Request, svc: Svc) -> dict[str, Any]:
+    """Poll again from scratch (free)."""
+    g = await svc.reset(generation_id, actor=actor(request))
+    return service.to_json(g, svc.clock.now())
+
+
+@router.post("/generations/{generation_id}/cancel")
+async def cancel(generation_id: str, request: Request, svc: Svc) -> dict[str, Any]:
+    g = await svc.cancel(generation_id, actor=actor(request))
+    return service.to_json(g, svc.clock.now())
+
+
+@router.post("/generations/{generation_id}/retry")
+async def retry(
+    generation_id: str, request: Request, svc: Svc, body: ActionBody | None = None
+) -> dict[str, Any]:
+    """Resubmit a failed generation; without `{"confirm": true}` it only answers the cost."""
+    g, cost = await svc.quote_retry(generation_id)
+    if body is None or not body.confirm:
+        price = "unknown" if cost is None else f"${cost:.2f}"
+        raise ApiError(
+            409,
+            "confirmation_required",
+            f'retrying {g.id} costs about {price}; send {{"confirm": true}} to resubmit',
+            estimated_cost_usd=cost,
+        )
+    g = await svc.retry(generation_id, actor=actor(request), now_too=svc.engine is not None)
+    return {**service.to_json(g, svc.clock.now()), "estimated_cost_usd": cost}
+
+
+@router.get("/generations/{generation_id}/content")
+async def content(
+    generation_id: str,
+    svc: Svc,
+    variant: Literal["video", "thumbnail", "spritesheet"] = "video",
+) -> FileResponse:
+    """A stored asset, with its content type; HTTP Range requests are honoured (seeking)."""
+    g = await svc.get(generation_id)
+    asset = g.assets.get(Variant(variant))
+    if asset is None:
+        raise exceptions.NotFound(f"{generation_id} has no stored {variant}")
+    path = svc.storage.path(asset.key)  # refuses anything outside the storage root
+    if not path.is_file():
+        raise exceptions.NotFound(f"the stored {variant} of {generation_id} is missing")
+    return FileResponse(path, media_type=asset.content_type, filename=path.name)

@@ -1,0 +1,67 @@
+"""Live events: server-sent events tailed from the events table, resumable with Last-Event-ID.
+
+The table is the truth, so this works with any number of server processes: each client's
+stream reads the rows after the last id it sent, at its own pace (a slow client never makes a
+buffer grow; it just reads later rows later). An in-process wake-up shortens the wait when this
+process wrote the event; otherwise the table is looked at every `POLL_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from reelwatch import service
+from reelwatch.web import access
+
+router = APIRouter(dependencies=[Depends(access.require_user)])
+
+POLL_S = 0.5
+KEEPALIVE_S = 15
+BATCH = 200
+
+
+async def _tail(
+    request: Request, svc: service.Service, after: int
+) -> AsyncIterator[ServerSentEvent]:
+    wake: asyncio.Event = request.app.state.events_written
+    last = after
+    while not await request.is_disconnected():
+        events = await svc.store.events_after(last, limit=BATCH)
+        for event in events:
+            data = json.dumps(service.event_json(event), separators=(",", ":"))
+            yield ServerSentEvent(data=data, id=str(event.id), event="generation")
+            last = event.id
+        if len(events) < BATCH:
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), POLL_S)
+
+
+@router.get("/api/events")
+async def events(
+    request: Request,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    after: Annotated[int | None, Query(ge=0, description="Start after this event id.")] = None,
+) -> EventSourceResponse:
+    """`event: generation` messages whose data is one audit-log entry as JSON.
+
+    Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=N`;
+    with neither, only events from now on are sent. A comment is sent every 15 s to keep
+    proxies from closing an idle stream.
+    """
+    svc: service.Service = request.app.state.service
+    start = after
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        start = int(last_event_id)
+    if start is None:
+        start = await svc.store.last_event_id()
+    return EventSourceResponse(
+        _tail(request, svc, start), ping=KEEPALIVE_S, headers={"Cache-Control": "no-store"}
+    )
