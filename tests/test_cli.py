@@ -208,3 +208,44 @@ def test_demo_runs_to_completion_with_files_on_disk(tmp_path: Path) -> None:
     videos = list((tmp_path / "reelwatch-data" / "videos").rglob("video.mp4"))
     assert len(videos) == 3  # one of the four samples is refused by moderation
     assert "completed" in result.stdout and "failed" in result.stdout
+
+
+def test_serve_refuses_a_public_address_without_a_token(env: dict[str, str]) -> None:
+    """Binding beyond loopback needs REELWATCH_API_TOKEN."""
+    result = rw(env, "serve", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 1 and "REELWATCH_API_TOKEN" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_serve_answers_and_stops_on_sigterm(env: dict[str, str]) -> None:
+    """`serve` starts the API with the worker, answers /readyz, and exits cleanly on SIGTERM."""
+    import httpx
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "reelwatch", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            assert line.startswith("reelwatch on http://127.0.0.1:"), line
+            origin = line.split(" on ", 1)[1].strip().rstrip("/")
+            for _ in range(100):
+                try:
+                    if httpx.get(origin + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            created = httpx.post(origin + "/api/generations", json={"prompt": "served"}, timeout=10)
+            assert created.status_code == 201
+            proc.send_signal(signal.SIGTERM)
+            # uvicorn shuts the app down gracefully, then re-raises the signal it caught, so
+            # the process ends "killed by SIGTERM" as supervisors expect.
+            assert proc.wait(timeout=15) == -signal.SIGTERM
+            assert "worker_stop" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -253,6 +253,41 @@ async def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) 
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve only; workers or the cron route poll.")
+    ] = False,
+) -> None:
+    """HTTP API, live events, metrics (and the dashboard), with the worker in-process."""
+    from reelwatch import serving
+    from reelwatch.web import access, create_app
+
+    settings = load_settings(level=logging.INFO)
+    if access.public_host(host) and not settings.api_token:
+        raise fail(
+            f"refusing to serve on {host} without REELWATCH_API_TOKEN; set one or bind 127.0.0.1"
+        )
+
+    async def check() -> None:
+        store = await Store.open(settings.database_url)  # migrate now; fail here, in one line
+        await store.close()
+
+    run(check())
+    if not settings.openai_api_key:
+        err.print("OPENAI_API_KEY is not set: serving without a worker", markup=False)
+    try:
+        sock = serving.bind(host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    err.print(
+        f"reelwatch on http://{serving.url_host(host)}:{sock.getsockname()[1]}/", markup=False
+    )
+    serving.serve(create_app(settings, run_worker=not no_worker), sock)
+
+
+@app.command()
 def simulate(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
