@@ -552,3 +552,18 @@ async def test_no_secret_ever_appears_in_logs(
     assert "log me" in logged or "submitted" in logged  # the server did log
     for secret in (TOKEN, CRON, WEBHOOK_KEY, "sk-test"):
         assert secret not in logged
+
+
+async def test_sse_sees_events_written_by_another_process(
+    server: Server, svc: service.Service
+) -> None:
+    """The table is the truth: an event written through another store reaches the stream."""
+    start = await svc.store.last_event_id()
+    reader = asyncio.create_task(
+        read_events(server.client, 2, headers={"Last-Event-ID": str(start)})
+    )
+    await asyncio.sleep(0.2)
+    g = await svc.submit(service.SubmitRequest("written elsewhere"), actor="other-process")
+    got = await asyncio.wait_for(reader, 10)
+    assert [e["generation_id"] for _, e in got] == [g.id, g.id]
+    assert got[0][1]["actor"] == "other-process"
