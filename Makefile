@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	scripts/ensure-chromium
 	$(BIN)/pytest
 
 clean:

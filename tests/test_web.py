@@ -567,3 +567,15 @@ async def test_sse_sees_events_written_by_another_process(
     got = await asyncio.wait_for(reader, 10)
     assert [e["generation_id"] for _, e in got] == [g.id, g.id]
     assert got[0][1]["actor"] == "other-process"
+
+
+async def test_nul_characters_are_refused_not_crashed_on(server: Server) -> None:
+    """NUL in a query, a path or a prompt is a 400 (PostgreSQL cannot store it), never a 500."""
+    assert (
+        await server.client.get("/api/generations", params={"model": "\x00"})
+    ).status_code == 400
+    assert (await server.client.get("/api/generations/gen_%00")).status_code == 400
+    response = await server.client.post("/api/generations", json={"prompt": "a\x00b"})
+    assert response.status_code == 400 and "NUL" in response.json()["error"]["message"]
+    tracked = await server.client.post("/api/generations", json={"video_id": "video_\x00"})
+    assert tracked.status_code == 400

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reelwatch import clock, engine, exceptions, lifecycle, storage
+from reelwatch import attention, clock, engine, exceptions, lifecycle, storage
 from reelwatch.models import (
     Event,
     Generation,
@@ -60,6 +60,8 @@ def validate(request: SubmitRequest) -> None:
     """Raise InvalidInput naming the first bad field; nothing is written before this passes."""
     if not request.prompt or not request.prompt.strip():
         raise exceptions.InvalidInput("prompt: must not be empty")
+    if "\x00" in request.prompt:
+        raise exceptions.InvalidInput("prompt: must not contain NUL characters")
     if len(request.prompt) > MAX_PROMPT:
         raise exceptions.InvalidInput(
             f"prompt: {len(request.prompt)} characters; at most {MAX_PROMPT} are allowed"
@@ -91,9 +93,10 @@ def new_id() -> str:
     return f"gen_{secrets.token_hex(12)}"
 
 
-def to_json(g: Generation, now: datetime) -> dict[str, Any]:
-    """A generation as users and scripts see it (../shared/CONTRACT.md)."""
+def to_json(g: Generation, now: datetime, *, stuck: bool = False) -> dict[str, Any]:
+    """A generation as users and scripts see it (../shared/CONTRACT.md, plus a few extras)."""
     eta = g.eta_seconds(now)
+    end = g.completed_at or (g.updated_at if g.terminal else None) or now
     return {
         "id": g.id,
         "provider": g.provider,
@@ -113,6 +116,8 @@ def to_json(g: Generation, now: datetime) -> dict[str, Any]:
         "error": None if g.error is None else {"code": g.error.code, "message": g.error.message},
         "attempts": g.attempts,
         "next_poll_at": _iso(g.next_poll_at),
+        "elapsed_seconds": round(max(0.0, (end - g.created_at).total_seconds()), 1),
+        "suspected_stuck": stuck,
         "assets": {
             variant.value: {
                 "bytes": asset.bytes,
@@ -239,6 +244,8 @@ class Service:
         video_id = video_id.strip()
         if not video_id:
             raise exceptions.InvalidInput("video_id: must not be empty")
+        if "\x00" in video_id:
+            raise exceptions.InvalidInput("video_id: must not contain NUL characters")
         runner = self.require_engine()
         if await self.store.find(runner.provider.name, video_id) is not None:
             raise exceptions.InvalidInput(f"video_id: {video_id} is already tracked")
@@ -281,19 +288,33 @@ class Service:
     async def get(self, generation_id: str) -> Generation:
         return await self.store.get(generation_id)
 
+    def view(self, g: Generation) -> dict[str, Any]:
+        """`to_json` with the facts that need settings (whether it looks stuck)."""
+        now = self.clock.now()
+        policy = engine.policy_from(self.settings)
+        return to_json(g, now, stuck=attention.suspected_stuck(g, now, policy))
+
     async def page(
         self,
         *,
         statuses: Sequence[Status] = (),
         model: str | None = None,
         text: str | None = None,
+        error_code: str | None = None,
+        since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        if not 1 <= limit <= 500:
-            raise exceptions.InvalidInput("limit: must be between 1 and 500")
+        if not 1 <= limit <= 1000:
+            raise exceptions.InvalidInput("limit: must be between 1 and 1000")
         return await self.store.page(
-            statuses=statuses, model=model, text=text, limit=limit, cursor=cursor
+            statuses=statuses,
+            model=model,
+            text=text,
+            error_code=error_code,
+            since=since,
+            limit=limit,
+            cursor=cursor,
         )
 
     async def history(self, generation_id: str) -> list[Event]:

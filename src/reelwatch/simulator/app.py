@@ -282,13 +282,15 @@ class _Api:
             raise ApiError(
                 404, f"Video '{video_id}' has expired; its content is no longer available."
             )
-        size = content.size_of(variant, job.script.video_bytes)
-        headers["content-length"] = str(size)
-        return StreamingResponse(
-            content.stream(video_id, variant, size),
-            headers=headers,
-            media_type=content.CONTENT_TYPES[variant],
-        )
+        if self.sim.config.sample_media:
+            body = content.sample(variant)
+            headers["content-length"] = str(len(body))
+            chunks = content.stream_bytes(body)
+        else:
+            size = content.size_of(variant, job.script.video_bytes)
+            headers["content-length"] = str(size)
+            chunks = content.stream(video_id, variant, size)
+        return StreamingResponse(chunks, headers=headers, media_type=content.CONTENT_TYPES[variant])
 
 
 async def _with_fault(

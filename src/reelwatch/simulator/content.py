@@ -8,9 +8,11 @@ can therefore check a download against `expected_sha256` without the simulator s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from enum import StrEnum
+from pathlib import Path
 
 
 class Variant(StrEnum):
@@ -79,3 +81,24 @@ def expected_sha256(video_id: str, variant: str, size: int) -> str:
     for chunk in chunks(video_id, Variant(variant), size):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+# Real, tiny media files (2 s of ffmpeg's testsrc2 as H.264 MP4, a WebP frame, a JPEG sprite
+# sheet) for `SimConfig(sample_media=True)`: the demo and the browser tests play them.
+MEDIA = Path(__file__).with_name("media")
+SAMPLE_FILES = {
+    Variant.VIDEO: "sample.mp4",
+    Variant.THUMBNAIL: "thumb.webp",
+    Variant.SPRITESHEET: "sprite.jpg",
+}
+
+
+@functools.cache
+def sample(variant: Variant) -> bytes:
+    """The bundled sample file of a variant (at most a few tens of KiB, read once)."""
+    return (MEDIA / SAMPLE_FILES[variant]).read_bytes()
+
+
+async def stream_bytes(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), CHUNK_BYTES):
+        yield body[start : start + CHUNK_BYTES]

@@ -383,11 +383,17 @@ class Store:
         statuses: Sequence[Status] = (),
         model: str | None = None,
         text: str | None = None,
+        error_code: str | None = None,
+        since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
         """Newest first, with an opaque keyset cursor (stable under inserts)."""
         query = sa.select(generations)
+        if error_code:
+            query = query.where(generations.c.error_code == error_code)
+        if since is not None:
+            query = query.where(generations.c.created_at >= since)
         if statuses:
             query = query.where(generations.c.status.in_([s.value for s in statuses]))
         if model:

@@ -1,13 +1,17 @@
-"""Who may call what: the API token, loopback-only without one, and constant-time secrets."""
+"""Who may call what: the API token, dashboard sessions with CSRF, loopback-only without a token."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import secrets
 
 from fastapi import Request
 
 from reelwatch.web.errors import ApiError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def secret_matches(header: str | None, secret: str) -> bool:
@@ -36,22 +40,63 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def logged_in(request: Request) -> bool:
+    """A dashboard session that presented the token on the login page."""
+    return bool(request.session.get("user"))
+
+
 def require_user(request: Request) -> None:
-    """The API and dashboard: the bearer token if one is set, else loopback clients only."""
+    """The API: the bearer token if one is set, else loopback clients only.
+
+    A logged-in dashboard session may read the API too (that is how the dashboard's script and
+    its live events authenticate); a change through the API from a session also needs the
+    session's `X-CSRF-Token` header.
+    """
     token = request.app.state.settings.api_token
     if token:
-        if not secret_matches(request.headers.get("authorization"), token):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid Authorization: Bearer token is required",
-            )
-        return
+        if secret_matches(request.headers.get("authorization"), token):
+            return
+        if logged_in(request):
+            if request.method not in SAFE_METHODS:
+                check_csrf(request, request.headers.get("x-csrf-token"))
+            return
+        raise ApiError(401, "unauthorized", "a valid Authorization: Bearer token is required")
+    require_local(request)
+
+
+def require_local(request: Request) -> None:
     client = request.client.host if request.client else None
     if not is_loopback(client):
         raise ApiError(
             403, "forbidden", "without REELWATCH_API_TOKEN only loopback clients are served"
         )
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use); forms carry it in a hidden field."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+def check_csrf(request: Request, presented: str | None) -> None:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str) or not presented:
+        raise ApiError(403, "csrf", "missing CSRF token: reload the page and try again")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise ApiError(403, "csrf", "wrong CSRF token: reload the page and try again")
+
+
+def session_secret(api_token: str | None) -> str:
+    """Sign session cookies with a key derived from the token, so every replica agrees.
+
+    Without a token the server is loopback-only and a per-process key is enough.
+    """
+    if api_token:
+        return hashlib.sha256(b"reelwatch-session:" + api_token.encode()).hexdigest()
+    return secrets.token_hex(32)
 
 
 def public_host(host: str) -> bool:

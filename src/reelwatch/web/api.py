@@ -100,7 +100,7 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
             parsed.prompt or "", parsed.model, parsed.seconds, parsed.size
         )
         g = await svc.submit(request_, actor=actor(request))
-    return service.to_json(g, svc.clock.now())
+    return svc.view(g)
 
 
 async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
@@ -135,7 +135,7 @@ async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
                 reference,
             )
             g = await svc.submit(submit, actor=actor(request))
-    return service.to_json(g, svc.clock.now())
+    return svc.view(g)
 
 
 @router.get("/generations")
@@ -149,13 +149,12 @@ async def list_generations(
 ) -> Page:
     """Newest first; filter by status (repeatable), model and text; `cursor` continues."""
     page = await svc.page(statuses=status or (), model=model, text=q, limit=limit, cursor=cursor)
-    now = svc.clock.now()
-    return Page(data=[service.to_json(g, now) for g in page.items], next_cursor=page.next_cursor)
+    return Page(data=[svc.view(g) for g in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/generations/{generation_id}")
 async def get_generation(generation_id: str, svc: Svc) -> dict[str, Any]:
-    return service.to_json(await svc.get(generation_id), svc.clock.now())
+    return svc.view(await svc.get(generation_id))
 
 
 @router.get("/generations/{generation_id}/events")
@@ -168,13 +167,13 @@ async def generation_events(generation_id: str, svc: Svc) -> dict[str, Any]:
 async def reset(generation_id: str, request: Request, svc: Svc) -> dict[str, Any]:
     """Poll again from scratch (free)."""
     g = await svc.reset(generation_id, actor=actor(request))
-    return service.to_json(g, svc.clock.now())
+    return svc.view(g)
 
 
 @router.post("/generations/{generation_id}/cancel")
 async def cancel(generation_id: str, request: Request, svc: Svc) -> dict[str, Any]:
     g = await svc.cancel(generation_id, actor=actor(request))
-    return service.to_json(g, svc.clock.now())
+    return svc.view(g)
 
 
 @router.post("/generations/{generation_id}/retry")
@@ -192,7 +191,7 @@ async def retry(
             estimated_cost_usd=cost,
         )
     g = await svc.retry(generation_id, actor=actor(request), now_too=svc.engine is not None)
-    return {**service.to_json(g, svc.clock.now()), "estimated_cost_usd": cost}
+    return {**svc.view(g), "estimated_cost_usd": cost}
 
 
 @router.get("/generations/{generation_id}/content")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import reelwatch
@@ -14,7 +18,7 @@ from reelwatch import clock as clock_module
 from reelwatch import metrics, service
 from reelwatch.providers.base import Provider
 from reelwatch.settings import Settings
-from reelwatch.web import api, cron, errors, events, ops, webhooks
+from reelwatch.web import access, api, cron, dashboard, errors, events, ops, webhooks
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # a 20 MiB reference image plus the form around it
 
@@ -48,12 +52,32 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class NoNulBytes:
+    """Refuse NUL characters in the path or query: no text column can hold them (PostgreSQL
+    rejects them outright), so they can only be an attack or a mistake."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_to_bytes(scope.get("query_string", b""))
+            if "\x00" in scope.get("path", "") or b"\x00" in query:
+                await _refuse(send, 400, "invalid_request", "NUL characters are not allowed")
+                return
+        await self.app(scope, receive, send)
+
+
 async def _too_large(send: Send) -> None:
-    payload = b'{"error":{"code":"too_large","message":"request body too large"}}'
+    await _refuse(send, 413, "too_large", "request body too large")
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    payload = json.dumps({"error": {"code": code, "message": message}}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json")],
         }
     )
@@ -99,7 +123,17 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=access.session_secret(settings.api_token),
+        session_cookie="reelwatch_session",
+        max_age=12 * 3600,
+        same_site="strict",
+    )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    for router in (api.router, cron.router, webhooks.router, events.router, ops.router):
+    app.add_middleware(NoNulBytes)
+    routers = (api.router, cron.router, webhooks.router, events.router, ops.router)
+    for router in (*routers, dashboard.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=dashboard.HERE / "static"), name="static")
     return app

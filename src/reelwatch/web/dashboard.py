@@ -1,0 +1,359 @@
+"""The dashboard: server-rendered pages, live rows, admin actions with CSRF, charts, login.
+
+Pages are Jinja2 templates; `static/app.js` listens to `/api/events` and swaps in the
+re-rendered partials below, so the rows people see are rendered by the same template whether
+the page was just loaded or an event arrived. GET never changes anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from reelwatch import attention, engine, exceptions, service
+from reelwatch.models import ACTIVE, Generation, Status, estimated_cost_usd
+from reelwatch.web import access, charts
+from reelwatch.web.errors import ApiError
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 25
+BULK_LIMIT = 500
+STATE_WORDS = {
+    "working": "Working",
+    "completed": "Ready",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+    "stuck": "Stuck?",
+}
+
+
+def state_of(g: Generation, stuck: bool) -> str:
+    if stuck:
+        return "stuck"
+    if g.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
+        return g.status.value
+    return "working"
+
+
+def seconds_text(value: float | None) -> str:
+    if value is None:
+        return "--"
+    total = max(0, round(value))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}:{seconds:02d}"
+
+
+templates.env.filters["duration"] = seconds_text
+templates.env.globals["STATE_WORDS"] = STATE_WORDS
+
+
+def _svc(request: Request) -> service.Service:
+    result: service.Service = request.app.state.service
+    return result
+
+
+def _gate(request: Request) -> Response | None:
+    """A login redirect (token set, no session) or None; without a token, loopback only."""
+    if request.app.state.settings.api_token:
+        if not access.logged_in(request):
+            target = "/login?" + urlencode({"next": request.url.path})
+            return RedirectResponse(target, status_code=303)
+        return None
+    access.require_local(request)
+    return None
+
+
+def _actor(request: Request) -> str:
+    client = request.client.host if request.client else "unknown"
+    return f"dashboard@{client}"
+
+
+def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    context.setdefault("csrf", access.csrf_token(request))
+    context.setdefault("notice", request.query_params.get("notice"))
+    context.setdefault("login", bool(request.app.state.settings.api_token))
+    return templates.TemplateResponse(request, name, context)
+
+
+def _row(svc: service.Service, g: Generation) -> dict[str, Any]:
+    view = svc.view(g)
+    view["state"] = state_of(g, view["suspected_stuck"])
+    view["cost"] = estimated_cost_usd(g.model, g.seconds, g.size)
+    return view
+
+
+def _back(target: str | None, notice: str) -> RedirectResponse:
+    path = target if target and target.startswith("/") and not target.startswith("//") else "/"
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(f"{path}{joiner}notice={quote(notice)}", status_code=303)
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(
+    request: Request,
+    status: str = "",
+    model: str = "",
+    q: str = "",
+    cursor: str | None = None,
+) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    statuses = [Status(status)] if status in {s.value for s in Status} else []
+    page = await svc.page(
+        statuses=statuses, model=model or None, text=q or None, limit=PAGE_SIZE, cursor=cursor
+    )
+    filters = {"status": status, "model": model, "q": q}
+    next_link = None
+    if page.next_cursor:
+        next_link = "/?" + urlencode({**filters, "cursor": page.next_cursor})
+    return _render(
+        request,
+        "list.html",
+        rows=[_row(svc, g) for g in page.items],
+        filters=filters,
+        statuses=[s.value for s in Status],
+        models=service.MODELS,
+        next_link=next_link,
+        first_page=cursor is None,
+    )
+
+
+@router.get("/partials/row/{generation_id}", response_class=HTMLResponse)
+async def row_partial(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    g = await svc.get(generation_id)
+    return _render(request, "_row.html", row=_row(svc, g))
+
+
+@router.get("/generations/{generation_id}", response_class=HTMLResponse)
+async def detail(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    return await _detail(request, generation_id, "generation.html")
+
+
+@router.get("/partials/generations/{generation_id}", response_class=HTMLResponse)
+async def detail_partial(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    return await _detail(request, generation_id, "_detail.html")
+
+
+async def _detail(request: Request, generation_id: str, template: str) -> Response:
+    svc = _svc(request)
+    g = await svc.get(generation_id)
+    events = await svc.history(generation_id)
+    return _render(
+        request,
+        template,
+        g=g,
+        row=_row(svc, g),
+        events=[service.event_json(e) for e in events],
+        variants=[v.value for v in g.assets],
+    )
+
+
+@router.get("/admin", response_class=HTMLResponse)
+async def admin(request: Request) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    now = svc.clock.now()
+    policy = engine.policy_from(svc.settings)
+    active = (await svc.page(statuses=sorted(ACTIVE), limit=1000)).items
+    failed = (await svc.page(statuses=[Status.FAILED], limit=1000)).items
+    found = attention.attention(active, failed, now, policy)
+    return _render(
+        request,
+        "admin.html",
+        found=found,
+        row=lambda g: _row(svc, g),
+        stuck_after=seconds_text(attention.stuck_after_s(policy)),
+        statuses=[s.value for s in Status],
+        models=service.MODELS,
+    )
+
+
+@router.get("/charts", response_class=HTMLResponse)
+async def charts_page(request: Request) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    now = svc.clock.now()
+    recent = (await svc.page(since=now - timedelta(hours=24), limit=1000)).items
+    spans = attention.durations(recent)
+    return _render(
+        request,
+        "charts.html",
+        hourly=charts.hourly_svg(attention.per_hour(recent, now)),
+        queue=charts.histogram_svg(attention.histogram(spans["queue"]), "queue time (s)"),
+        render=charts.histogram_svg(attention.histogram(spans["render"]), "render time (s)"),
+        lag=charts.histogram_svg(attention.histogram(spans["lag"]), "detection lag (s)"),
+        counts={k: len(v) for k, v in spans.items()},
+        total=len(recent),
+    )
+
+
+# --- actions (POST, CSRF-checked) -------------------------------------------------------------
+
+
+async def _form(request: Request) -> dict[str, str]:
+    async with request.form(max_files=0, max_fields=20) as form:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    access.check_csrf(request, fields.get("csrf"))
+    return fields
+
+
+@router.post("/generations/{generation_id}/reset")
+async def reset(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    fields = await _form(request)
+    await _svc(request).reset(generation_id, actor=_actor(request))
+    return _back(fields.get("next"), f"Reset {generation_id}: it is polled again from scratch")
+
+
+@router.post("/generations/{generation_id}/cancel")
+async def cancel(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    fields = await _form(request)
+    await _svc(request).cancel(generation_id, actor=_actor(request))
+    return _back(fields.get("next"), f"Cancelled {generation_id}")
+
+
+@router.get("/generations/{generation_id}/retry", response_class=HTMLResponse)
+async def retry_confirm(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    g, cost = await svc.quote_retry(generation_id)
+    return _render(request, "retry.html", g=g, cost=cost, next=request.query_params.get("next"))
+
+
+@router.post("/generations/{generation_id}/retry")
+async def retry(request: Request, generation_id: str) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    fields = await _form(request)
+    if fields.get("confirm") != "yes":
+        raise ApiError(400, "confirmation_required", "confirm the cost to resubmit")
+    svc = _svc(request)
+    await svc.retry(generation_id, actor=_actor(request), now_too=svc.engine is not None)
+    return _back(fields.get("next"), f"Resubmitted {generation_id}")
+
+
+def _bulk_filter(params: dict[str, str]) -> dict[str, Any]:
+    action = params.get("action", "")
+    if action not in ("retry", "cancel"):
+        raise exceptions.InvalidInput("action: choose retry or cancel")
+    status = params.get("status", "")
+    if action == "retry":
+        status = "failed"
+    if status not in {s.value for s in Status}:
+        raise exceptions.InvalidInput("status: choose a status")
+    return {
+        "action": action,
+        "status": status,
+        "code": params.get("code") or "",
+        "model": params.get("model") or "",
+    }
+
+
+async def _bulk_targets(svc: service.Service, chosen: dict[str, Any]) -> list[Generation]:
+    page = await svc.page(
+        statuses=[Status(chosen["status"])],
+        error_code=chosen["code"] or None,
+        model=chosen["model"] or None,
+        limit=BULK_LIMIT,
+    )
+    return page.items
+
+
+@router.get("/admin/bulk", response_class=HTMLResponse)
+async def bulk_preview(request: Request) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    svc = _svc(request)
+    chosen = _bulk_filter(dict(request.query_params))
+    targets = await _bulk_targets(svc, chosen)
+    costs = [estimated_cost_usd(g.model, g.seconds, g.size) for g in targets]
+    total = sum(c for c in costs if c is not None) if chosen["action"] == "retry" else None
+    return _render(
+        request, "bulk.html", chosen=chosen, targets=targets, total=total, limit=BULK_LIMIT
+    )
+
+
+@router.post("/admin/bulk")
+async def bulk(request: Request) -> Response:
+    if (redirect := _gate(request)) is not None:
+        return redirect
+    fields = await _form(request)
+    if fields.get("confirm") != "yes":
+        raise ApiError(400, "confirmation_required", "confirm to act on these generations")
+    svc = _svc(request)
+    chosen = _bulk_filter(fields)
+    done = 0
+    for g in await _bulk_targets(svc, chosen):
+        try:
+            if chosen["action"] == "retry":
+                await svc.retry(g.id, actor=_actor(request))
+            else:
+                await svc.cancel(g.id, actor=_actor(request))
+        except exceptions.NotAllowed:
+            continue  # changed since the preview
+        done += 1
+    if svc.engine is not None:
+        svc.engine.wake()
+    verb = "Resubmitted" if chosen["action"] == "retry" else "Cancelled"
+    return _back("/admin", f"{verb} {done} generation(s)")
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/") -> Response:
+    return _render(request, "login.html", next=next, error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    fields = await _form(request)
+    token = request.app.state.settings.api_token
+    if not token or not access.secret_matches(f"Bearer {fields.get('token', '')}", token):
+        response = _render(request, "login.html", next=fields.get("next", "/"), error=True)
+        response.status_code = 401
+        return response
+    request.session["user"] = True
+    return _back(fields.get("next"), "Signed in")
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await _form(request)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+def now_text(value: datetime | None) -> str:
+    return "--" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["when"] = now_text

@@ -1,0 +1,271 @@
+"""The dashboard in a real headless Chromium (Debian's), driven by Playwright, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from reelwatch import serving, settings, simulator
+from reelwatch.web import create_app
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("REELWATCH_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+TOKEN = "dash-sentinel-token"
+
+
+class OffsetClock:
+    """Real time plus an offset tests can push forward (the simulator's clock moves with it)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class Site:
+    origin: str
+    api: httpx.AsyncClient
+    sim: simulator.RunningSimulator
+    clock: OffsetClock
+
+    def advance(self, seconds: float) -> None:
+        self.clock.offset += timedelta(seconds=seconds)
+        self.sim.sim.clock.advance(seconds)
+
+    async def create(self, prompt: str, **fields: Any) -> dict[str, Any]:
+        response = await self.api.post("/api/generations", json={"prompt": prompt, **fields})
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def get(self, gid: str) -> dict[str, Any]:
+        data: dict[str, Any] = (await self.api.get(f"/api/generations/{gid}")).json()
+        return data
+
+    async def wait_for(self, gid: str, *statuses: str, within_s: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(within_s):
+            while (g := await self.get(gid))["status"] not in statuses:
+                await asyncio.sleep(0.2)
+        return g
+
+
+@contextlib.contextmanager
+def _site(
+    tmp_path: Path, **changes: Any
+) -> Iterator[tuple[str, simulator.RunningSimulator, OffsetClock]]:
+    config = simulator.SimConfig(
+        api_key="sk-dash", queue_s=(0.5, 0.5), render_s=(6.0, 6.0), sample_media=True
+    )
+    with simulator.running(config) as sim:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "openai_api_key": "sk-dash",
+            "openai_base_url": sim.base_url,
+            "poll_min_seconds": 0.3,
+            "poll_max_seconds": 1.0,
+            **changes,
+        }
+        clock = OffsetClock()
+        app = create_app(settings.load(**values), clock=clock)
+        with serving.in_thread(app, probe="/healthz", name="reelwatch-dashboard") as origin:
+            yield origin, sim, clock
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    with _site(tmp_path) as (origin, sim, clock):
+        async with httpx.AsyncClient(base_url=origin, timeout=10) as api:
+            yield Site(origin, api, sim, clock)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is required in CI: {CHROMIUM} is missing")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+def shot(name: str) -> str:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return str(SCREENSHOTS / name)
+
+
+async def test_list_moves_live_and_toasts_on_completion(site: Site, page: Page) -> None:
+    """The list's progress bar advances with no reload, and a toast links to the finished video."""
+    await site.create("A paper boat drifting down a rain-soaked street")
+    await site.create("[sim:fail=moderation_blocked] refused", seconds=8)
+    g = await site.create("A red fox in fresh snow, slow motion [sim:queue=0.5,render=8]")
+    await page.goto(site.origin + "/")
+    await page.evaluate("window.__sameDocument = true")
+    bar = page.locator(f'tr[data-generation="{g["id"]}"] [role=progressbar]')
+    await expect(bar).to_be_visible()
+    seen: set[int] = set()
+    async with asyncio.timeout(20):
+        while len(seen) < 3:
+            seen.add(int(await bar.get_attribute("aria-valuenow") or 0))
+            await asyncio.sleep(0.2)
+    assert max(seen) > 0 and len(seen) >= 3  # it moved through several values
+    toast = page.locator(".toast", has_text="Finished").first
+    await expect(toast).to_be_visible(timeout=20000)
+    assert await page.evaluate("window.__sameDocument") is True  # no reload happened
+    await expect(page.locator(".toast.failed").first).to_be_visible(timeout=20000)
+    await page.screenshot(path=shot("list.png"), full_page=True)
+    link = toast.locator("a")
+    assert (await link.get_attribute("href") or "").startswith("/generations/")
+
+
+async def test_generation_page_plays_the_video_and_shows_the_timeline(
+    site: Site, page: Page
+) -> None:
+    """The finished video plays from the content route; every step is on the timeline."""
+    g = await site.create("Timelapse of a harbour city from noon to night [sim:queue=0,render=1]")
+    await site.wait_for(g["id"], "completed")
+    await page.goto(f"{site.origin}/generations/{g['id']}")
+    video = page.locator("video#player")
+    await expect(video).to_be_visible()
+    await page.evaluate("document.getElementById('player').muted = true")
+    await page.evaluate("document.getElementById('player').play()")
+    async with asyncio.timeout(10):
+        while await page.evaluate("document.getElementById('player').currentTime") <= 0.2:
+            await asyncio.sleep(0.1)
+    assert await page.evaluate("document.getElementById('player').error") is None
+    timeline = page.locator("table.timeline")
+    for kind in ("created", "submitted", "completed"):
+        await expect(timeline.locator(f"tr.kind-{kind}").first).to_be_visible()
+    await expect(page.locator(".summary .badge")).to_have_text("Ready")
+    await page.evaluate("document.getElementById('player').pause()")
+    await page.screenshot(path=shot("generation.png"), full_page=True)
+
+
+async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) -> None:
+    """From the admin view: reset a stuck one, retry a failed one after seeing its cost, cancel."""
+    stuck = await site.create("[sim:stuck=40,queue=0] stuck render")
+    failed = await site.create(
+        "[sim:fail=moderation_blocked,queue=0,render=0.5] refused", seconds=8
+    )
+    await site.wait_for(failed["id"], "failed")
+    await site.wait_for(stuck["id"], "in_progress")
+    await asyncio.sleep(1.5)  # let the stuck job report its frozen progress
+    site.advance(200)  # no progress change for longer than the stuck threshold
+    await page.goto(site.origin + "/admin")
+    stuck_row = page.locator(f'section:has(#stuck-title) tr[data-generation="{stuck["id"]}"]')
+    await expect(stuck_row).to_be_visible()
+    await expect(stuck_row.locator(".badge")).to_have_text("Stuck?")
+    await expect(page.locator(f'tr[data-generation="{failed["id"]}"]')).to_be_visible()
+    await page.screenshot(path=shot("admin.png"), full_page=True)
+
+    await stuck_row.get_by_role("button", name="Reset").click()
+    await expect(page.locator(".notice")).to_contain_text("Reset")
+    events = (await site.api.get(f"/api/generations/{stuck['id']}/events")).json()["data"]
+    resets = [e for e in events if e["kind"] == "reset"]
+    assert len(resets) == 1 and resets[0]["actor"].startswith("dashboard@")
+
+    await (
+        page.locator(f'tr[data-generation="{failed["id"]}"]')
+        .get_by_role("link", name="Retry")
+        .click()
+    )
+    await expect(page.locator(".cost")).to_contain_text("$0.80")
+    await page.get_by_role("button", name="Resubmit for $0.80").click()
+    await expect(page.locator(".notice")).to_contain_text("Resubmitted")
+    retried = await site.get(failed["id"])
+    assert retried["status"] != "failed" and retried["video_id"] != failed["video_id"]
+
+    await page.goto(site.origin + "/admin")
+    await page.goto(f"{site.origin}/generations/{stuck['id']}")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.locator(".notice")).to_contain_text("Cancelled")
+    assert (await site.get(stuck["id"]))["status"] == "cancelled"
+
+
+async def test_bulk_retry_previews_count_and_cost(site: Site, page: Page) -> None:
+    """Bulk retry by filter shows how many and what it costs before doing anything."""
+    ids = [
+        (await site.create(f"[sim:fail=moderation_blocked,queue=0,render=0.3] no {i}"))["id"]
+        for i in range(3)
+    ]
+    for gid in ids:
+        await site.wait_for(gid, "failed")
+    await page.goto(site.origin + "/admin/bulk?action=retry&status=failed&code=moderation_blocked")
+    await expect(page.locator("h1")).to_have_text("Retry 3 generation(s)?")
+    await expect(page.locator(".cost")).to_contain_text("$1.20")
+    assert all([(await site.get(gid))["status"] == "failed" for gid in ids])  # preview only
+    await page.get_by_role("button", name="Retry 3 for $1.20").click()
+    await expect(page.locator(".notice")).to_contain_text("Resubmitted 3")
+
+
+async def test_actions_without_a_csrf_token_are_refused(site: Site, page: Page) -> None:
+    """A POST without (or with a wrong) CSRF token is 403 and changes nothing."""
+    g = await site.create("[sim:stuck] keep me")
+    await page.goto(site.origin + "/")
+    for form in ({}, {"csrf": "forged"}):
+        response = await page.request.post(f"{site.origin}/generations/{g['id']}/cancel", form=form)
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "csrf"
+    assert (await site.get(g["id"]))["status"] != "cancelled"
+
+
+async def test_login_is_required_with_a_token_and_the_page_fits_a_phone(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """With REELWATCH_API_TOKEN the dashboard asks for it; the list is readable at phone width."""
+    with _site(tmp_path, api_token=TOKEN) as (origin, _sim, _clock):
+        context = await browser.new_context(viewport={"width": 390, "height": 844})
+        phone = await context.new_page()
+        await phone.goto(origin + "/")
+        assert phone.url.startswith(origin + "/login")
+        await phone.get_by_label("API token").fill("wrong")
+        await phone.get_by_role("button", name="Sign in").click()
+        await expect(phone.locator(".error")).to_be_visible()
+        await phone.get_by_label("API token").fill(TOKEN)
+        await phone.get_by_role("button", name="Sign in").click()
+        await expect(phone.locator("h1")).to_have_text("Generations")
+        async with httpx.AsyncClient(base_url=origin) as api:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            made = await api.post("/api/generations", json={"prompt": "phone"}, headers=auth)
+            assert made.status_code == 201
+        await phone.reload()
+        await expect(phone.locator("tr.row")).to_have_count(1)
+        overflow = await phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        await phone.screenshot(path=shot("list-phone.png"), full_page=True)
+        await context.close()
