@@ -177,11 +177,13 @@ async def test_generation_page_plays_the_video_and_shows_the_timeline(
 async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) -> None:
     """From the admin view: reset a stuck one, retry a failed one after seeing its cost, cancel."""
     stuck = await site.create("[sim:stuck=40,queue=0] stuck render")
+    doomed = await site.create("[sim:stuck=10,queue=0] also stuck")
     failed = await site.create(
         "[sim:fail=moderation_blocked,queue=0,render=0.5] refused", seconds=8
     )
     await site.wait_for(failed["id"], "failed")
     await site.wait_for(stuck["id"], "in_progress")
+    await site.wait_for(doomed["id"], "in_progress")
     await asyncio.sleep(1.5)  # let the stuck job report its frozen progress
     site.advance(200)  # no progress change for longer than the stuck threshold
     await page.goto(site.origin + "/admin")
@@ -208,11 +210,11 @@ async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) ->
     retried = await site.get(failed["id"])
     assert retried["status"] != "failed" and retried["video_id"] != failed["video_id"]
 
-    await page.goto(site.origin + "/admin")
-    await page.goto(f"{site.origin}/generations/{stuck['id']}")
-    await page.get_by_role("button", name="Cancel").click()
+    doomed_row = page.locator(f'section:has(#stuck-title) tr[data-generation="{doomed["id"]}"]')
+    await doomed_row.get_by_role("button", name="Cancel").click()
     await expect(page.locator(".notice")).to_contain_text("Cancelled")
-    assert (await site.get(stuck["id"]))["status"] == "cancelled"
+    assert page.url.startswith(site.origin + "/admin")
+    assert (await site.get(doomed["id"]))["status"] == "cancelled"
 
 
 async def test_bulk_retry_previews_count_and_cost(site: Site, page: Page) -> None:

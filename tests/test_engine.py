@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import timedelta
 from pathlib import Path
@@ -255,3 +256,23 @@ async def test_status_checks_run_concurrently_not_one_by_one(
     summary = await cycle(svc)
     assert summary["processed"] == 12
     assert world.sim.sim.stats()["max_inflight"] >= 8
+
+
+async def test_download_progress_is_recorded_for_live_views(
+    svc: service.Service, world: World
+) -> None:
+    """A download reports bytes so far as events, and the step says "Downloading N of M MB"."""
+    assert svc.engine is not None
+    svc.engine.progress_every_s = 0.0  # report after every chunk instead of every second
+    g = await submit(svc, "[sim:queue=0,render=1,bytes=3000000] big one")
+    while g.status is not Status.COMPLETED:
+        g = await step(svc, world, g.id)
+    progress = [e for e in await svc.history(g.id) if e.kind == "download_progress"]
+    video = [e.data["bytes"] for e in progress if e.data["variant"] == "video"]
+    assert len(video) >= 5 and video == sorted(video)
+    assert all(e.data["total"] == 3_000_000 for e in progress if e.data["variant"] == "video")
+    assert all(e.status is Status.DOWNLOADING for e in progress)
+    halfway = dataclasses.replace(
+        g, status=Status.DOWNLOADING, download_bytes=1_200_000, download_total=3_000_000
+    )
+    assert halfway.step == "Downloading 1.2 of 3.0 MB"

@@ -13,7 +13,9 @@ from reelwatch.providers.base import Provider
 EXTENSIONS = {"video/mp4": ".mp4", "image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 DEFAULT_TYPES = {Variant.VIDEO: "video/mp4", Variant.THUMBNAIL: "image/webp"}
 
-Keepalive = Callable[[], Awaitable[None]]
+# Told now and then how far a download has got: (variant, bytes so far, announced total). The
+# engine records it (the dashboard shows "Downloading 12 of 30 MB") and renews its lease with it.
+Progress = Callable[[Variant, int, int | None], Awaitable[None]]
 
 
 class DownloadError(exceptions.ReelwatchError):
@@ -36,8 +38,8 @@ async def fetch(
     generation: Generation,
     variants: Sequence[Variant],
     *,
-    keepalive: Keepalive | None = None,
-    keepalive_every_s: float = 10.0,
+    progress: Progress | None = None,
+    progress_every_s: float = 1.0,
 ) -> Result:
     """Download every wanted variant not already stored; raise DownloadError on a failure.
 
@@ -52,7 +54,7 @@ async def fetch(
             continue
         try:
             stored[variant] = await _one(
-                provider, store, generation, variant, keepalive, keepalive_every_s
+                provider, store, generation, variant, progress, progress_every_s
             )
         except exceptions.ProviderNotFound as exc:
             if variant is Variant.VIDEO:
@@ -68,8 +70,8 @@ async def _one(
     store: storage.LocalStorage,
     generation: Generation,
     variant: Variant,
-    keepalive: Keepalive | None,
-    keepalive_every_s: float,
+    progress: Progress | None,
+    progress_every_s: float,
 ) -> Asset:
     assert generation.video_id is not None
     async with provider.download(generation.video_id, variant) as download:
@@ -77,18 +79,26 @@ async def _one(
             variant, "application/octet-stream"
         )
         key = f"{generation.id}/{variant.value}{EXTENSIONS.get(content_type, '.bin')}"
-        chunks = _with_keepalive(download.chunks(), keepalive, keepalive_every_s)
+        chunks = _reporting(
+            download.chunks(), variant, download.content_length, progress, progress_every_s
+        )
         result = await store.put_stream(key, chunks, expected_bytes=download.content_length)
     return Asset(variant, result.key, result.bytes, result.sha256, content_type)
 
 
-async def _with_keepalive(
-    chunks: AsyncIterator[bytes], keepalive: Keepalive | None, every_s: float
+async def _reporting(
+    chunks: AsyncIterator[bytes],
+    variant: Variant,
+    total: int | None,
+    progress: Progress | None,
+    every_s: float,
 ) -> AsyncIterator[bytes]:
-    """Pass chunks through, renewing the lease now and then so a long download keeps it."""
+    """Pass chunks through, reporting progress at most every `every_s` seconds."""
     last = time.monotonic()
+    done = 0
     async for chunk in chunks:
         yield chunk
-        if keepalive is not None and time.monotonic() - last >= every_s:
-            await keepalive()
+        done += len(chunk)
+        if progress is not None and time.monotonic() - last >= every_s:
+            await progress(variant, done, total)
             last = time.monotonic()

@@ -131,6 +131,7 @@ class Engine:
         self._rng = rng or random.Random()
         self._budget = Budget(settings.requests_per_minute, clock)
         self.metrics: metrics.Metrics | None = None
+        self.progress_every_s = min(1.0, settings.lease_seconds / 3)  # download progress reports
         self._paused_until: datetime | None = None
         self._wake = asyncio.Event()
 
@@ -349,9 +350,15 @@ class Engine:
         started = time.perf_counter()
         self._budget.spend(len(self.variants))
 
-        async def renew() -> None:
-            now = self.clock.now()
-            await self.store.extend(claim, now=now, lease_s=self.settings.lease_seconds)
+        async def report(variant: Variant, done: int, total: int | None) -> None:
+            await self.store.download_progress(
+                claim,
+                variant=variant.value,
+                done=done,
+                total=total,
+                now=self.clock.now(),
+                lease_s=self.settings.lease_seconds,
+            )
 
         try:
             result = await downloads.fetch(
@@ -359,8 +366,8 @@ class Engine:
                 self.storage,
                 claim.generation,
                 self.variants,
-                keepalive=renew,
-                keepalive_every_s=self.settings.lease_seconds / 3,
+                progress=report,
+                progress_every_s=self.progress_every_s,
             )
         except downloads.DownloadError as exc:
             return lifecycle.DownloadFailed(exc.message, exc.stored)

@@ -385,6 +385,8 @@ def _polled(
                 failures=0,
                 remote_completed_at=video.completed_at or now,
                 expires_at=video.expires_at,
+                download_bytes=0,
+                download_total=None,
                 last_progress_at=now if g.progress != 100 else g.last_progress_at,
                 next_poll_at=now,
             )

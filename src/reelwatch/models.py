@@ -128,6 +128,8 @@ class Generation:
     submit_ambiguous: bool = False
     assets: Mapping[Variant, Asset] = dataclasses.field(default_factory=dict)
     updated_at: datetime | None = None
+    download_bytes: int = 0
+    download_total: int | None = None
 
     @property
     def active(self) -> bool:
@@ -166,6 +168,9 @@ class Generation:
             case Status.IN_PROGRESS:
                 return f"Rendering {self.progress}%"
             case Status.DOWNLOADING:
+                if self.download_total:
+                    done, total = _mb(self.download_bytes), _mb(self.download_total)
+                    return f"Downloading {done} of {total} MB"
                 return "Downloading"
             case Status.COMPLETED:
                 return "Ready"
@@ -174,6 +179,11 @@ class Generation:
                 return f"Failed: {reason}"
             case Status.CANCELLED:
                 return "Cancelled"
+
+
+def _mb(size: int) -> str:
+    megabytes = size / 1_000_000
+    return f"{megabytes:.1f}" if megabytes < 10 else f"{megabytes:.0f}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

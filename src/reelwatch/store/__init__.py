@@ -249,6 +249,42 @@ class Store:
                 raise exceptions.LeaseLost()
         return dataclasses.replace(claim, lease_expires_at=expires)
 
+    async def download_progress(
+        self,
+        claim: Claim,
+        *,
+        variant: str,
+        done: int,
+        total: int | None,
+        now: datetime,
+        lease_s: float,
+    ) -> Claim:
+        """Record how far a download has got (and renew the lease); LeaseLost if it is gone.
+
+        Not a status change, so it does not go through the lifecycle: it only moves the byte
+        counters and appends a `download_progress` event for live views.
+        """
+        expires = now + timedelta(seconds=lease_s)
+        stmt = (
+            generations.update()
+            .where(
+                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
+            )
+            .values(
+                download_bytes=done,
+                download_total=total,
+                lease_expires_at=expires,
+                updated_at=now,
+            )
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount != 1:
+                raise exceptions.LeaseLost()
+            g = dataclasses.replace(claim.generation, download_bytes=done, download_total=total)
+            data = {"variant": variant, "bytes": done, "total": total}
+            await _append(conn, g, NewEvent("download_progress", data), now)
+        return dataclasses.replace(claim, lease_expires_at=expires)
+
     async def release(self, claims: Sequence[Claim]) -> None:
         """Give leases back unchanged (shutdown): the rows are due again for anyone."""
         if not claims:
@@ -544,6 +580,8 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "submit_ambiguous": g.submit_ambiguous,
         "assets": {v.value: a.to_json() for v, a in g.assets.items()},
         "updated_at": g.updated_at or g.created_at,
+        "download_bytes": g.download_bytes,
+        "download_total": g.download_total,
     }
 
 
@@ -579,6 +617,8 @@ def _from_row(row: sa.RowMapping) -> Generation:
         submit_ambiguous=bool(row["submit_ambiguous"]),
         assets=assets,
         updated_at=row["updated_at"],
+        download_bytes=row["download_bytes"],
+        download_total=row["download_total"],
     )
 
 

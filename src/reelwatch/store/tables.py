@@ -75,6 +75,8 @@ generations = sa.Table(
     sa.Column("submit_ambiguous", sa.Boolean, nullable=False, default=False),
     sa.Column("assets", sa.JSON, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("download_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("download_total", sa.BigInteger),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),
