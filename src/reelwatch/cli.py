@@ -316,12 +316,16 @@ def simulate(
 @app.command()
 def demo(
     count: Annotated[int, typer.Option(help="How many sample generations.")] = 4,
+    stay: Annotated[
+        bool, typer.Option("--stay", help="Keep serving the dashboard afterwards (Ctrl-C ends).")
+    ] = False,
 ) -> None:
-    """Simulator + worker with sample generations: watch them finish, files on disk."""
+    """Simulator + server + worker with sample generations: watch them finish, files on disk."""
     from reelwatch import demo as demo_module
 
     settings = load_settings(level=logging.WARNING)
-    run(demo_module.run(settings, count=count, console=out))
+    with contextlib.suppress(KeyboardInterrupt):
+        run(demo_module.run(settings, count=count, console=out, stay=stay))
 
 
 @db_app.command("upgrade")
