@@ -47,9 +47,21 @@ def generation(**fields: Any) -> Generation:
     return Generation(**values)
 
 
-def rendering(progress: int, started_s: float = 0.0) -> Generation:
-    """An in-progress generation that started rendering `started_s` after T0."""
-    return generation(status=Status.IN_PROGRESS, progress=progress, started_at=at(started_s))
+def rendering(
+    progress: int, started_s: float = 0.0, started_progress: int = 0, seen_s: float | None = None
+) -> Generation:
+    """In progress: first seen at `started_s` with `started_progress`, now `progress` (seen
+    at `seen_s`, when the progress last changed)."""
+    return generation(
+        status=Status.IN_PROGRESS,
+        progress=progress,
+        started_at=at(started_s),
+        started_progress=started_progress,
+        last_progress_at=at(seen_s if seen_s is not None else started_s),
+    )
+
+
+BIG = schedule.Policy(poll_min_s=0.5, poll_max_s=600.0, queued_poll_s=5.0)
 
 
 policies = st.builds(
@@ -163,9 +175,9 @@ def test_queued_polls_at_the_slow_queued_interval() -> None:
     assert schedule.poll_interval_s(generation(), at(1), POLICY) == POLICY.queued_poll_s
 
 
-def test_queued_interval_grows_with_the_wait() -> None:
-    """The longer it has been queued, the slower it is polled (a quarter of the wait)."""
-    assert schedule.poll_interval_s(generation(), at(80), POLICY) == pytest.approx(20.0)
+def test_queued_interval_doubles_with_the_wait() -> None:
+    """The longer it has been queued, the slower it is polled (as long as it has waited)."""
+    assert schedule.poll_interval_s(generation(), at(20), POLICY) == pytest.approx(20.0)
 
 
 def test_queued_interval_is_capped_at_poll_max() -> None:
@@ -185,37 +197,46 @@ def test_pending_polls_like_queued() -> None:
     assert schedule.poll_interval_s(pending, at(1), POLICY) == POLICY.queued_poll_s
 
 
-def test_in_progress_without_progress_polls_like_queued() -> None:
-    """Rendering at 0% gives no rate to predict from, so it is polled slowly."""
-    assert schedule.poll_interval_s(rendering(0), at(10), POLICY) == POLICY.queued_poll_s
+def test_one_look_at_a_render_gives_no_rate_so_it_polls_like_queued() -> None:
+    """A single in-progress observation has no rate yet: the queued interval applies."""
+    g = rendering(30, started_s=4, started_progress=30, seen_s=4)
+    assert schedule.poll_interval_s(g, at(4), POLICY) == POLICY.queued_poll_s
 
 
-def test_in_progress_without_started_at_polls_like_queued() -> None:
-    """Without a start time there is no rate, so it is polled slowly."""
+def test_without_started_at_there_is_no_rate() -> None:
+    """Without a first in-progress look there is nothing to measure a rate from."""
     g = generation(status=Status.IN_PROGRESS, progress=50)
-    assert schedule.poll_interval_s(g, at(10), POLICY) == POLICY.queued_poll_s
+    assert schedule.poll_interval_s(g, at(5), POLICY) == POLICY.queued_poll_s
 
 
-def test_in_progress_aims_at_the_predicted_end() -> None:
-    """50% after 20 s of rendering predicts 20 s more, so the next poll is in 20 s."""
-    assert schedule.poll_interval_s(rendering(50), at(20), POLICY) == pytest.approx(20.0)
+def test_two_looks_aim_a_margin_before_the_predicted_end() -> None:
+    """10% -> 30% over 20 s is 1 %/s: the end (99%) is 68.5 s away; aim ~7 s before it."""
+    g = rendering(30, started_s=0, started_progress=10, seen_s=20)
+    eta = 68.5
+    margin = 2.0 * eta / 20
+    interval = schedule.poll_interval_s(g, at(20), BIG)
+    assert interval == pytest.approx(eta - margin)
 
 
-def test_in_progress_early_is_clamped_to_poll_max() -> None:
-    """Early in a render the predicted end is far away, so it polls at poll_max_s."""
-    assert schedule.poll_interval_s(rendering(1), at(10), POLICY) == POLICY.poll_max_s
+def test_near_the_end_the_last_look_lands_just_after_it() -> None:
+    """When the end is closer than the margin, poll just after the predicted end."""
+    g = rendering(98, started_s=0, started_progress=0, seen_s=98)
+    eta = 0.5
+    assert schedule.poll_interval_s(g, at(98), BIG) == pytest.approx(eta + schedule.FINISH_SLACK_S)
 
 
-def test_in_progress_near_the_end_is_clamped_to_poll_min() -> None:
-    """Near the predicted end it polls as often as poll_min_s allows."""
-    assert schedule.poll_interval_s(rendering(99), at(50), POLICY) == POLICY.poll_min_s
+def test_the_interval_is_clamped_to_poll_max_early_on() -> None:
+    """A far-away end still polls at least every poll_max_s."""
+    g = rendering(2, started_s=0, started_progress=1, seen_s=10)
+    assert schedule.poll_interval_s(g, at(10), POLICY) == POLICY.poll_max_s
 
 
-def test_in_progress_polls_faster_as_it_nears_the_end() -> None:
-    """At a steady rate, later progress means a shorter interval."""
-    early = schedule.poll_interval_s(rendering(40), at(20), POLICY)
-    late = schedule.poll_interval_s(rendering(80), at(40), POLICY)
-    assert late < early
+def test_eta_counts_from_the_latest_observation() -> None:
+    """Time passing since the last look shortens the remaining estimate one for one."""
+    g = rendering(50, started_s=0, started_progress=0, seen_s=50)
+    assert g.eta_seconds(at(50)) == pytest.approx(48.5)
+    assert g.eta_seconds(at(60)) == pytest.approx(38.5)
+    assert g.eta_seconds(at(200)) == 0.0
 
 
 def test_webhook_configured_polls_only_as_a_safety_net() -> None:
@@ -242,7 +263,9 @@ def test_poll_interval_is_within_poll_bounds(
 ) -> None:
     """Without webhooks the interval always lies in [poll_min_s, poll_max_s]."""
     started = None if started_s is None else at(started_s)
-    g = generation(status=status, progress=progress, started_at=started)
+    g = generation(
+        status=status, progress=progress, started_at=started, last_progress_at=at(now_s / 2)
+    )
     interval = schedule.poll_interval_s(g, at(now_s), policy)
     assert policy.poll_min_s <= interval <= policy.poll_max_s
 

@@ -33,6 +33,8 @@ from reelwatch.store import Claim, Store
 
 log = structlog.get_logger("reelwatch.engine")
 
+LOOK_AGAIN_S = 1.0  # the longest an idle worker goes without looking for due rows
+
 
 @dataclasses.dataclass(slots=True)
 class Summary:
@@ -202,8 +204,13 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _idle_s(self) -> float:
-        """How long the worker may sleep: until the next due row, capped by the poll maximum."""
-        cap = self.settings.poll_max_seconds
+        """How long the worker may sleep: until the next due row, and never long.
+
+        Other processes (a CLI submit, the API, another worker's release) add due rows without
+        telling this one, so the table is looked at again within `LOOK_AGAIN_S` at most; that
+        is one indexed query, cheap next to any poll.
+        """
+        cap = min(self.settings.poll_max_seconds, LOOK_AGAIN_S)
         now = self.clock.now()
         if self._paused_until is not None and self._paused_until > now:
             return min(cap, (self._paused_until - now).total_seconds())

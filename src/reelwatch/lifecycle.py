@@ -418,6 +418,7 @@ def _polled(
         progress=progress,
         failures=0,
         started_at=g.started_at or (now if status is Status.IN_PROGRESS else None),
+        started_progress=g.started_progress if g.started_at else progress,
         last_progress_at=now if changed else g.last_progress_at,
     )
     if _timed_out(new, now, policy):

@@ -130,6 +130,7 @@ class Generation:
     updated_at: datetime | None = None
     download_bytes: int = 0
     download_total: int | None = None
+    started_progress: int = 0  # the progress seen at `started_at`: the anchor of the rate
 
     @property
     def active(self) -> bool:
@@ -146,14 +147,25 @@ class Generation:
         )
 
     def eta_seconds(self, now: datetime) -> float | None:
-        """Seconds until the render should end, from the progress rate so far; None if unknown."""
-        if self.status is not Status.IN_PROGRESS or self.started_at is None or self.progress <= 0:
+        """Seconds until the render should end, or None until two looks show progress moving.
+
+        The rate comes from two observations, the first in-progress one (`started_at`,
+        `started_progress`) and the latest change (`last_progress_at`, `progress`), so the
+        time spent queued does not distort it. Integer percents are read as the middle of
+        their step, and the end is where the provider reports 99 (the last integer before the
+        jump to completed).
+        """
+        if self.status is not Status.IN_PROGRESS or self.started_at is None:
             return None
-        elapsed = (now - self.started_at).total_seconds()
-        if elapsed <= 0:
+        if self.last_progress_at is None:
             return None
-        rate = self.progress / elapsed  # percent per second
-        return max(0.0, (100 - self.progress) / rate)
+        gained = self.progress - self.started_progress
+        span = (self.last_progress_at - self.started_at).total_seconds()
+        if gained <= 0 or span <= 0:
+            return None
+        rate = gained / span  # percent per second
+        end = self.last_progress_at.timestamp() + max(0.0, 99 - self.progress - 0.5) / rate
+        return max(0.0, end - now.timestamp())
 
     @property
     def step(self) -> str:

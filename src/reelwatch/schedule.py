@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-from reelwatch.models import Generation, Status
+from reelwatch.models import Generation
+
+FINISH_SLACK_S = 0.25  # the last look lands this long after the predicted end
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -14,7 +16,7 @@ class Policy:
 
     timeout_s: float = 900.0
     poll_min_s: float = 1.0
-    poll_max_s: float = 30.0
+    poll_max_s: float = 60.0
     webhook_poll_s: float | None = None  # set when webhooks are configured: polling is a safety net
     backoff_base_s: float = 1.0
     backoff_max_s: float = 120.0
@@ -41,18 +43,24 @@ def backoff_s(failures: int, policy: Policy, rand: float) -> float:
 def poll_interval_s(generation: Generation, now: datetime, policy: Policy) -> float:
     """How long until the next status check of a generation that is still rendering.
 
-    Slow while queued or before any progress, then aimed at the predicted end of the render
-    (from the progress rate so far), never faster than `poll_min_s` nor slower than `poll_max_s`.
-    With webhooks configured the poll is only a safety net.
+    While queued (or before the progress has moved between two looks) the interval doubles
+    with the time waited, from `queued_poll_s`: nothing is gained by watching a queue closely.
+    Once a rate is known, the next look is aimed a safety margin before the predicted end (the
+    margin shrinks as the estimate firms up over a longer span), and the last one just after
+    it. Never faster than `poll_min_s` nor slower than `poll_max_s`; with webhooks configured,
+    polling is only a safety net.
     """
     if policy.webhook_poll_s is not None:
         return policy.webhook_poll_s
-    if generation.status is Status.IN_PROGRESS:
-        eta = generation.eta_seconds(now)
-        if eta is not None:
-            return clamp(eta, policy.poll_min_s, policy.poll_max_s)
+    eta = generation.eta_seconds(now)
+    if eta is not None:
+        gained = max(1, generation.progress - generation.started_progress)
+        margin = max(0.5, 2.0 * eta / gained)  # integer percents: the rate is good to 1/gained
+        if eta - margin >= policy.poll_min_s:
+            return clamp(eta - margin, policy.poll_min_s, policy.poll_max_s)
+        return clamp(eta + FINISH_SLACK_S, policy.poll_min_s, policy.poll_max_s)
     waited = (now - generation.watch_started_at).total_seconds()
-    return clamp(max(policy.queued_poll_s, waited / 4.0), policy.poll_min_s, policy.poll_max_s)
+    return clamp(max(policy.queued_poll_s, waited), policy.poll_min_s, policy.poll_max_s)
 
 
 def next_poll_at(generation: Generation, now: datetime, policy: Policy) -> datetime:

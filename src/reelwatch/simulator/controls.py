@@ -28,6 +28,7 @@ def routes(sim: Simulator) -> list[Route]:
     return [
         Route("/_sim/health", controls.health, methods=["GET"]),
         Route("/_sim/stats", controls.stats, methods=["GET"]),
+        Route("/_sim/jobs", controls.jobs, methods=["GET"]),
         Route("/_sim/faults", controls.inject, methods=["POST"]),
         Route("/_sim/reset-faults", controls.reset_faults, methods=["POST"]),
         Route("/_sim/clock/advance", controls.advance, methods=["POST"]),
@@ -65,6 +66,10 @@ class _Controls:
     async def stats(self, request: Request) -> Response:
         """GET /_sim/stats."""
         return JSONResponse(self._sim.stats())
+
+    async def jobs(self, request: Request) -> Response:
+        """GET /_sim/jobs: every job's creation and scripted finish time (benchmarks need them)."""
+        return JSONResponse(self._sim.timeline())
 
     async def inject(self, request: Request) -> Response:
         """POST /_sim/faults `{route, kind, count?, video_id?, ...params}`."""

@@ -101,6 +101,19 @@ class Simulator:
             self.outbox.schedule(job.id, finish_at)
         return job
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Every job's id, creation and terminal times on the simulator clock."""
+        with self._lock:
+            return [
+                {
+                    "id": job.id,
+                    "created_at": job.created_at,
+                    "finish_at": job.finish_at,
+                    "fails": job.script.fail_code is not None,
+                }
+                for job in self._jobs.values()
+            ]
+
     def job(self, video_id: str) -> jobs.Job | None:
         """The job with this id as created (even if it has vanished); None if unknown or deleted."""
         return self._jobs.get(video_id)

@@ -582,6 +582,7 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "updated_at": g.updated_at or g.created_at,
         "download_bytes": g.download_bytes,
         "download_total": g.download_total,
+        "started_progress": g.started_progress,
     }
 
 
@@ -619,6 +620,7 @@ def _from_row(row: sa.RowMapping) -> Generation:
         updated_at=row["updated_at"],
         download_bytes=row["download_bytes"],
         download_total=row["download_total"],
+        started_progress=row["started_progress"],
     )
 
 

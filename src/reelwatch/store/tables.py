@@ -77,6 +77,7 @@ generations = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("download_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("download_total", sa.BigInteger),
+    sa.Column("started_progress", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),
