@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -46,22 +47,33 @@ async def fetch(
     The video is required; a thumbnail or spritesheet the provider answers 404 for is skipped.
     """
     assert generation.video_id is not None
+    wanted = [
+        v
+        for v in variants
+        if (have := generation.assets.get(v)) is None or not store.exists(have.key)
+    ]
+
+    async def attempt(variant: Variant) -> Asset | BaseException:
+        try:
+            return await _one(provider, store, generation, variant, progress, progress_every_s)
+        except (exceptions.ProviderError, storage.Truncated, OSError) as exc:
+            return exc
+
+    # The assets are fetched side by side: each is a separate request to the provider.
+    outcomes = await asyncio.gather(*(attempt(v) for v in wanted))
     stored: dict[Variant, Asset] = {}
     skipped: list[Variant] = []
-    for variant in variants:
-        have = generation.assets.get(variant)
-        if have is not None and store.exists(have.key):
-            continue
-        try:
-            stored[variant] = await _one(
-                provider, store, generation, variant, progress, progress_every_s
-            )
-        except exceptions.ProviderNotFound as exc:
-            if variant is Variant.VIDEO:
-                raise DownloadError(f"video: {exc}", stored) from exc
+    failure: tuple[Variant, BaseException] | None = None
+    for variant, outcome in zip(wanted, outcomes, strict=True):
+        if isinstance(outcome, Asset):
+            stored[variant] = outcome
+        elif isinstance(outcome, exceptions.ProviderNotFound) and variant is not Variant.VIDEO:
             skipped.append(variant)
-        except (exceptions.ProviderError, storage.Truncated, OSError) as exc:
-            raise DownloadError(f"{variant.value}: {exc}", stored) from exc
+        elif failure is None or variant is Variant.VIDEO:
+            failure = (variant, outcome)
+    if failure is not None:
+        variant, exc = failure
+        raise DownloadError(f"{variant.value}: {exc}", stored) from exc
     return Result(stored, skipped)
 
 
