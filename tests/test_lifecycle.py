@@ -460,12 +460,14 @@ def test_submit_rejected_fails_with_the_providers_code() -> None:
 
 
 def test_lost_submit_is_pending_ambiguous_with_backoff() -> None:
-    """A create whose answer was lost stays pending, marked ambiguous, retried after backoff."""
+    """A lost create stays pending and ambiguous; the list is checked only after the create
+    could have shown up there (reconcile_delay_s), or after the backoff if that is longer."""
     d = decide(generation(), lifecycle.SubmitLost("read timeout"), rand=0.4)
     assert d.generation.status is Status.PENDING
     assert d.generation.submit_ambiguous
     assert d.generation.failures == 1
-    assert delay_s(d, 10) == pytest.approx(schedule.backoff_s(1, POLICY, 0.4), abs=1e-6)
+    expected = max(POLICY.reconcile_delay_s, schedule.backoff_s(1, POLICY, 0.4))
+    assert delay_s(d, 10) == pytest.approx(expected, abs=1e-6)
     assert d.event.kind == "submit_ambiguous"
 
 
@@ -752,7 +754,13 @@ def test_retry_is_only_allowed_for_failed_generations(status: Status) -> None:
         decide(generation(status), lifecycle.Retry("alice"))
 
 
-@pytest.mark.parametrize("status", sorted(set(Status) - {Status.PENDING}))
+def test_reset_of_a_completed_generation_is_refused() -> None:
+    """A stored video has nothing to poll (and the provider's copy may be gone): refused."""
+    with pytest.raises(exceptions.NotAllowed, match="complete"):
+        decide(generation(Status.COMPLETED), lifecycle.Reset("alice"))
+
+
+@pytest.mark.parametrize("status", sorted(set(Status) - {Status.PENDING, Status.COMPLETED}))
 def test_reset_with_a_video_id_polls_it_again_from_queued(status: Status) -> None:
     """Reset forgets what was seen and polls the known video from scratch, due now."""
     g = generation(status, attempts=7, failures=2)
@@ -803,7 +811,7 @@ def test_reset_event_keeps_the_previous_error() -> None:
     [
         (generation(Status.QUEUED), lifecycle.Cancel("alice")),
         (generation(Status.FAILED), lifecycle.Retry("alice")),
-        (generation(Status.COMPLETED), lifecycle.Reset("alice")),
+        (generation(Status.FAILED), lifecycle.Reset("alice")),
     ],
     ids=["cancel", "retry", "reset"],
 )

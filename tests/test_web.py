@@ -522,12 +522,15 @@ async def test_without_a_token_only_loopback_clients_are_served(web_world: World
     app = create_app(web_world.settings, clock=web_world.clock, run_worker=False)
     async with app.router.lifespan_context(app):
         remote = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
-        async with httpx.AsyncClient(transport=remote, base_url="http://reelwatch") as client:
+        async with httpx.AsyncClient(transport=remote, base_url="http://127.0.0.1") as client:
             response = await client.get("/api/generations")
             assert response.status_code == 403
         local = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=local, base_url="http://reelwatch") as client:
+        async with httpx.AsyncClient(transport=local, base_url="http://127.0.0.1") as client:
             assert (await client.get("/api/generations")).status_code == 200
+        # DNS rebinding: a loopback client asking for another site's name is refused.
+        async with httpx.AsyncClient(transport=local, base_url="http://evil.example") as client:
+            assert (await client.get("/api/generations")).status_code == 403
 
 
 async def test_no_secret_ever_appears_in_logs(
@@ -579,3 +582,21 @@ async def test_nul_characters_are_refused_not_crashed_on(server: Server) -> None
     assert response.status_code == 400 and "NUL" in response.json()["error"]["message"]
     tracked = await server.client.post("/api/generations", json={"video_id": "video_\x00"})
     assert tracked.status_code == 400
+
+
+async def test_cross_site_changes_are_refused_without_a_token(server: Server) -> None:
+    """Loopback-only mode: a cross-site browser POST (or a non-JSON create) is refused."""
+    evil = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+    forged = await server.client.post(
+        "/api/generations", content=b'{"prompt": "pay for me"}', headers=evil
+    )
+    assert forged.status_code == 403
+    site = {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}
+    assert (
+        await server.client.post("/api/generations", json={"prompt": "x"}, headers=site)
+    ).status_code == 403
+    plain = await server.client.post(
+        "/api/generations", content=b'{"prompt": "x"}', headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415
+    assert server.world.sim.sim.stats()["creates"] == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from reelwatch import exceptions, lifecycle, service
-from reelwatch.models import Status
+from reelwatch.models import NewEvent, Status
 from tests.conftest import World, step
 
 pytestmark = pytest.mark.asyncio
@@ -221,3 +223,112 @@ async def test_two_workers_never_poll_the_same_generation_at_once(world: World) 
         assert first.processed + second.processed == 24
         per_video = world.sim.sim.stats()["videos"]
         assert sorted(per_video[g.video_id]["retrieves"] for g in gs if g.video_id) == [1] * 24
+
+
+async def test_admin_actions_wait_while_a_create_is_in_flight(
+    svc: service.Service, world: World
+) -> None:
+    """Cancel or reset of a generation whose create is in flight is refused, not raced."""
+    g = await svc.submit(service.SubmitRequest("in flight"))
+    now = world.clock.now()
+    pending = dataclasses.replace(g, status=Status.PENDING, video_id=None)
+    claim = await svc.store.create(
+        dataclasses.replace(pending, id="gen_inflight"),
+        lifecycle.Decision(pending, NewEvent("created")).event,
+        owner="submitter",
+        now=now,
+        lease_s=60,
+    )
+    for action in (svc.cancel, svc.reset):
+        with pytest.raises(exceptions.NotAllowed, match="being submitted"):
+            await action(claim.generation.id)
+    assert (await svc.get("gen_inflight")).status is Status.PENDING
+
+
+async def test_a_crash_right_after_a_create_is_reconciled_not_paid_twice(
+    svc: service.Service, world: World
+) -> None:
+    """If the process fails between a create and storing its answer, nothing is resubmitted."""
+    assert svc.engine is not None
+    provider = svc.engine.provider
+    real_create = provider.create
+
+    async def create_then_crash(request: Any) -> Any:
+        await real_create(request)
+        raise RuntimeError("the process died here")
+
+    provider.create = create_then_crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await svc.submit(service.SubmitRequest("crash after create"))
+    provider.create = real_create  # type: ignore[method-assign]
+    [g] = (await svc.page()).items
+    assert g.status is Status.PENDING and g.submit_ambiguous  # flagged before the create went out
+    world.advance(61)  # the dead submitter's lease expires
+    await svc.engine.cycle()
+    g = await svc.get(g.id)
+    assert g.video_id is not None
+    assert world.sim.sim.stats()["creates"] == 1
+
+
+async def test_a_webhook_during_a_download_does_not_restart_it(
+    svc: service.Service, world: World
+) -> None:
+    """The lease of a downloading generation survives a webhook; its write still lands."""
+    g = await svc.submit(service.SubmitRequest("[sim:queue=0,render=1] hooked"))
+    while g.status is not Status.DOWNLOADING:
+        world.advance_to(g.next_poll_at)
+        [claim] = await svc.store.claim_due(owner="w", now=world.clock.now(), limit=1, lease_s=60)
+        assert svc.engine is not None
+        decision = lifecycle.decide(
+            claim.generation,
+            lifecycle.Polled(await svc.engine.provider.retrieve(g.video_id or "")),
+            world.clock.now(),
+            svc.engine.policy,
+        )
+        claim, _ = await svc.store.apply(claim, decision, now=world.clock.now(), release=False)
+        g = claim.generation
+    hook = lifecycle.WebhookReceived("video.completed", "wh_1")
+    assert await svc.webhook("wh_1", g.video_id or "", hook) == "applied"
+    finished = lifecycle.decide(
+        claim.generation, lifecycle.Downloaded({}), world.clock.now(), svc.engine.policy
+    )
+    stored, _ = await svc.store.apply(claim, finished, now=world.clock.now())
+    assert stored.generation.status is Status.COMPLETED
+
+
+async def test_cycles_claim_no_more_than_they_can_start(world: World) -> None:
+    """`cycle()` claims in waves of `concurrency`: no lease waits for a free slot."""
+    narrow = world.with_settings(concurrency=2)
+    async with service.open_service(narrow.settings, clock=narrow.clock, need_provider=True) as svc:
+        gs = [await svc.submit(service.SubmitRequest(f"wave {i}")) for i in range(6)]
+        narrow.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
+        world.sim.sim.inject("retrieve", "latency", count=-1, seconds=0.1)
+        assert svc.engine is not None
+        summary = await svc.engine.cycle()
+        assert summary.processed == 6
+        assert world.sim.sim.stats()["max_inflight"] <= 2
+
+
+async def test_an_exhausted_budget_makes_the_worker_wait_not_spin(world: World) -> None:
+    """Out of requests, the continuous worker sleeps until a token is back."""
+    tight = world.with_settings(requests_per_minute=6)  # one token, then one per 10 s
+    async with service.open_service(tight.settings, clock=tight.clock, need_provider=True) as svc:
+        for i in range(3):
+            await svc.submit(service.SubmitRequest(f"budget {i}"))
+        tight.advance(30)
+        assert svc.engine is not None
+        looks = 0
+        original = svc.store.next_due_at
+
+        async def counted() -> Any:
+            nonlocal looks
+            looks += 1
+            return await original()
+
+        svc.store.next_due_at = counted  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        worker = asyncio.create_task(svc.engine.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await worker
+        assert looks < 20

@@ -16,8 +16,9 @@ STUCK_FLOOR_S = 120.0
 
 
 def stuck_after_s(policy: schedule.Policy) -> float:
-    """How long without a progress change makes an active render look stuck."""
-    return max(STUCK_FLOOR_S, STUCK_INTERVALS * policy.poll_max_s)
+    """How long without a progress change makes an active render look stuck (always well
+    before the hard timeout, so there is time to act)."""
+    return min(max(STUCK_FLOOR_S, STUCK_INTERVALS * policy.poll_max_s), policy.timeout_s / 2)
 
 
 def suspected_stuck(g: Generation, now: datetime, policy: schedule.Policy) -> bool:

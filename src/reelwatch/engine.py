@@ -99,6 +99,11 @@ class Budget:
     def spend(self, n: int = 1) -> None:
         self._tokens -= n
 
+    def wait_s(self) -> float:
+        """Seconds until at least one token is there again (0 if one is there now)."""
+        self.available()
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
 
 def policy_from(settings: Settings) -> schedule.Policy:
     return schedule.Policy(
@@ -108,6 +113,9 @@ def policy_from(settings: Settings) -> schedule.Policy:
         webhook_poll_s=settings.webhook_poll_seconds if settings.webhooks_enabled else None,
         backoff_base_s=settings.backoff_base_seconds,
         backoff_max_s=settings.backoff_max_seconds,
+        # A create that timed out may still be running at the provider: give it time to show
+        # up in the list before deciding it never happened.
+        reconcile_delay_s=settings.request_timeout_seconds + 10.0,
     )
 
 
@@ -140,20 +148,27 @@ class Engine:
     # --- one cycle (worker --once, cron) ----------------------------------------------------
 
     async def cycle(self) -> Summary:
-        """Claim what is due now, take each one step concurrently, and report."""
+        """Claim what is due now, take each one step concurrently, and report.
+
+        Claims come in waves of at most `concurrency`, each claimed only when it can start at
+        once, so no lease ages while its generation waits for a free slot; up to
+        `batch_size` generations per cycle.
+        """
         started = time.perf_counter()
         summary = Summary()
-        claims = await self._claim(self.settings.batch_size)
-        summary.processed = len(claims)
-        limit = asyncio.Semaphore(self.settings.concurrency)
-
-        async def one(claim: Claim) -> None:
-            async with limit:
-                await self._guarded(claim, summary)
-
-        async with asyncio.TaskGroup() as group:
-            for claim in claims:
-                group.create_task(one(claim), name=f"advance-{claim.generation.id}")
+        while summary.processed < self.settings.batch_size:
+            room = min(self.settings.concurrency, self.settings.batch_size - summary.processed)
+            claims = await self._claim(room)
+            if not claims:
+                break
+            summary.processed += len(claims)
+            async with asyncio.TaskGroup() as group:
+                for claim in claims:
+                    group.create_task(
+                        self._guarded(claim, summary), name=f"advance-{claim.generation.id}"
+                    )
+            if len(claims) < room:
+                break
         summary.duration_s = time.perf_counter() - started
         return summary
 
@@ -194,6 +209,8 @@ class Engine:
                 await _first(stop, freed)  # every slot busy
             elif claims and len(claims) == wanted:
                 await asyncio.sleep(0)  # there may be more due right now
+            elif (budget_wait := self._budget.wait_s()) > 0:
+                await _first(stop, within_s=budget_wait)  # out of requests for now
             else:
                 await _first(stop, self._wake, freed, within_s=await self._idle_s())
         log.info("worker stopping", action="worker_stop", inflight=len(inflight))
@@ -241,8 +258,11 @@ class Engine:
         except Exception as exc:
             summary.errors += 1
             log.exception("advance failed", action="advance_error", generation=claim.generation.id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            obs: lifecycle.Observation = lifecycle.Transient(reason)
+            if claim.generation.status is Status.PENDING:
+                obs = lifecycle.SubmitLost(reason)  # a create may have gone out: reconcile first
             with contextlib.suppress(Exception):
-                obs = lifecycle.Transient(f"internal error: {type(exc).__name__}: {exc}")
                 await self._apply(claim, obs)
 
     # --- one step of one generation ---------------------------------------------------------
@@ -292,6 +312,7 @@ class Engine:
             case Status.PENDING if g.submit_ambiguous:
                 return await self._call(self._reconcile(g), phase="reconcile")
             case Status.PENDING:
+                await self.store.mark_submitting(claim, now=now)
                 return await self._call(self._submit(g), phase="submit")
             case Status.DOWNLOADING:
                 return await self._download(claim)

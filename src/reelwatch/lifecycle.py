@@ -26,6 +26,8 @@ from reelwatch.models import (
     estimated_cost_usd,
 )
 
+OPTIONAL_TRIES = 5  # download attempts before a stored video completes without its extras
+
 # --- observations -------------------------------------------------------------------------
 
 
@@ -208,7 +210,7 @@ def decide(
             return _fail(g, error, now, {"http_status": http_status})
         case SubmitLost(reason=reason):
             failures = g.failures + 1
-            delay = schedule.backoff_s(failures, policy, rand)
+            delay = max(policy.reconcile_delay_s, schedule.backoff_s(failures, policy, rand))
             new = dataclasses.replace(
                 g,
                 submit_ambiguous=True,
@@ -256,7 +258,14 @@ def decide(
             return _downloaded(g, assets, now, duration)
         case DownloadFailed(reason=reason, assets=partial):
             assets = {**g.assets, **partial}
-            if g.expires_at is not None and now >= g.expires_at:
+            expired = g.expires_at is not None and now >= g.expires_at
+            if Variant.VIDEO in assets and (expired or g.failures + 1 >= OPTIONAL_TRIES):
+                # The video is safe; a thumbnail or spritesheet that keeps failing is not worth
+                # failing (or re-paying for) the generation: complete without it, and say so.
+                done = _downloaded(g, assets, now, 0.0)
+                data = {**done.event.data, "missing": reason}
+                return Decision(done.generation, NewEvent("completed", data))
+            if expired:
                 error = ErrorInfo(
                     "download_expired",
                     f"The provider's copy expired before it could be downloaded: {reason}",
@@ -469,6 +478,10 @@ def _admin(
             # With a video id there is something to poll. Without one, "reset" would mean a new
             # (paid) create, which only a costed Retry may do; a pending one is left to the
             # worker, which submits or reconciles it anyway.
+            if g.status is Status.COMPLETED:
+                raise exceptions.NotAllowed(
+                    "it is complete and stored; there is nothing to poll again"
+                )
             if g.video_id is None and g.status is not Status.PENDING:
                 raise exceptions.NotAllowed(
                     "the provider never accepted this generation, so there is nothing to poll; "

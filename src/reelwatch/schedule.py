@@ -21,6 +21,7 @@ class Policy:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 120.0
     queued_poll_s: float = 5.0
+    reconcile_delay_s: float = 30.0  # wait this long after a lost create before listing
 
 
 def clamp(value: float, low: float, high: float) -> float:

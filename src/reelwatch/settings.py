@@ -23,13 +23,15 @@ class Settings(BaseSettings):
     """reelwatch's configuration. Names are in ../shared/CONTRACT.md; extras are prefixed."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
+        env_file=".env", extra="ignore", populate_by_name=True, frozen=True, allow_inf_nan=False
     )
 
     data_dir: Path = Field(Path("reelwatch-data"), validation_alias=_env("REELWATCH_DATA_DIR"))
     database_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_DATABASE_URL"))
     storage_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_STORAGE_URL"))
-    timeout_minutes: float = Field(15.0, gt=0, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES"))
+    timeout_minutes: float = Field(
+        15.0, gt=0, le=7 * 24 * 60, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES")
+    )
     api_token: str | None = Field(None, validation_alias=_env("REELWATCH_API_TOKEN"))
     openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str = Field(DEFAULT_OPENAI_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))

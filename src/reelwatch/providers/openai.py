@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 NAME = "openai"
 _system = clock.SystemClock()
-CHUNK_BYTES = 256 * 1024
 
 
 class _Download:
@@ -38,7 +37,9 @@ class _Download:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.iter_bytes(CHUNK_BYTES):
+            # No chunk size: re-slicing the transport's pieces into fixed sizes costs a copy
+            # of every byte, and storage takes pieces of any size.
+            async for chunk in self._response.iter_bytes():
                 yield chunk
         except (httpx2.HTTPError, openai.APIError) as exc:
             raise exceptions.ProviderUnavailable(f"download broke: {exc}") from exc

@@ -249,6 +249,25 @@ class Store:
                 raise exceptions.LeaseLost()
         return dataclasses.replace(claim, lease_expires_at=expires)
 
+    async def mark_submitting(self, claim: Claim, *, now: datetime) -> Claim:
+        """Flag a claimed pending generation as possibly submitted, before its create is sent.
+
+        If the process dies (or anything fails) between the create and storing its answer,
+        the flag makes the next attempt reconcile with the provider's list instead of paying
+        for a second create. The answer to the create clears it.
+        """
+        stmt = (
+            generations.update()
+            .where(
+                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
+            )
+            .values(submit_ambiguous=True, updated_at=now)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount != 1:
+                raise exceptions.LeaseLost()
+        return claim
+
     async def download_progress(
         self,
         claim: Claim,
@@ -311,7 +330,8 @@ class Store:
 
         The row is read and written in one transaction and any lease on it is voided, so a
         worker still working on the old state finds its write refused. If `decide` raises,
-        nothing is written.
+        nothing is written. A generation whose create is in flight (pending, leased) is
+        refused: voiding that lease could lose the answer of a paid create, or pay twice.
         """
         query = sa.select(generations).where(generations.c.id == generation_id)
         if self.dialect == "postgresql":
@@ -320,6 +340,11 @@ class Store:
             row = (await conn.execute(query)).mappings().first()
             if row is None:
                 raise exceptions.NotFound(f"no generation {generation_id}")
+            leased = row["lease_expires_at"] is not None and _utc_value(row) > now
+            if row["status"] == Status.PENDING.value and leased:
+                raise exceptions.NotAllowed(
+                    f"{generation_id} is being submitted right now; try again in a moment"
+                )
             decision = decide(_from_row(row))
             new = dataclasses.replace(decision.generation, updated_at=now)
             values = {**_to_row(new), **dict.fromkeys(_LEASE_COLUMNS)}
@@ -376,9 +401,14 @@ class Store:
                 return "duplicate"  # the same delivery, racing in another process
             if row is None:
                 return result
-            decision = decide(_from_row(row))
+            current = _from_row(row)
+            decision = decide(current)
             new = dataclasses.replace(decision.generation, updated_at=now)
-            values = {**_to_row(new), **dict.fromkeys(_LEASE_COLUMNS)}
+            values = _to_row(new)
+            if current.status is not Status.DOWNLOADING:
+                # Void the lease: a worker polling the old state must look again, now. While
+                # downloading there is nothing to look at again; the download goes on.
+                values.update(dict.fromkeys(_LEASE_COLUMNS))
             await conn.execute(
                 generations.update().where(generations.c.id == new.id).values(values)
             )
@@ -622,6 +652,12 @@ def _from_row(row: sa.RowMapping) -> Generation:
         download_total=row["download_total"],
         started_progress=row["started_progress"],
     )
+
+
+def _utc_value(row: sa.RowMapping) -> datetime:
+    value = row["lease_expires_at"]
+    assert isinstance(value, datetime)
+    return value
 
 
 def _event(row: sa.RowMapping) -> Event:

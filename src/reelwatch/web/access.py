@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -65,11 +66,27 @@ def require_user(request: Request) -> None:
 
 
 def require_local(request: Request) -> None:
+    """Loopback-only mode: a loopback client, asking for a loopback host name.
+
+    The host check stops DNS rebinding (a page on another site whose name resolves to
+    127.0.0.1); for changes, a browser's Origin or Sec-Fetch-Site must say same-origin, which
+    stops cross-site form posts. Scripts and the CLI send neither header and pass.
+    """
     client = request.client.host if request.client else None
     if not is_loopback(client):
         raise ApiError(
             403, "forbidden", "without REELWATCH_API_TOKEN only loopback clients are served"
         )
+    hostname = request.url.hostname or ""
+    if hostname != "localhost" and not is_loopback(hostname.strip("[]")):
+        raise ApiError(403, "forbidden", "without REELWATCH_API_TOKEN only localhost is served")
+    if request.method not in SAFE_METHODS:
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if site is not None and site not in ("same-origin", "none"):
+            raise ApiError(403, "cross_site", "cross-site requests are refused")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise ApiError(403, "cross_site", "cross-site requests are refused")
 
 
 def csrf_token(request: Request) -> str:

@@ -85,6 +85,10 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return await _create_multipart(request, svc)
+    if not content_type.startswith("application/json"):
+        raise ApiError(
+            415, "unsupported_media_type", "send application/json or multipart/form-data"
+        )
     try:
         parsed = CreateBody.model_validate_json(await request.body())
     except ValidationError as exc:

@@ -309,14 +309,19 @@ async def bulk(request: Request) -> Response:
         raise ApiError(400, "confirmation_required", "confirm to act on these generations")
     svc = _svc(request)
     chosen = _bulk_filter(fields)
+    # Only what the preview showed (and priced): the filter may match more by now.
+    previewed = [i for i in fields.get("ids", "").split(",") if i][:BULK_LIMIT]
     done = 0
-    for g in await _bulk_targets(svc, chosen):
+    for generation_id in previewed:
         try:
+            g = await svc.get(generation_id)
+            if g.status.value != chosen["status"]:
+                continue  # changed since the preview
             if chosen["action"] == "retry":
                 await svc.retry(g.id, actor=_actor(request))
             else:
                 await svc.cancel(g.id, actor=_actor(request))
-        except exceptions.NotAllowed:
+        except (exceptions.NotAllowed, exceptions.NotFound):
             continue  # changed since the preview
         done += 1
     if svc.engine is not None:

@@ -21,6 +21,7 @@ STATUS = {
     exceptions.LeaseLost: 409,
     exceptions.ConfigError: 503,
     exceptions.DatabaseUnavailable: 503,
+    exceptions.ProviderError: 502,  # the provider failed us; not the caller's fault
 }
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench <scenario> [--quick]` writes bench/results/<scenario>.json."""

@@ -1,0 +1,395 @@
+"""Scenario `lag`: how soon after the provider finishes is each video stored, and at what cost.
+
+2,000 generations (100 with --quick), queue 0-20 s and render 20-120 s drawn from a seeded
+generator and scripted into the prompts, 50 ms per simulated request. Contenders, one after the
+other against a fresh simulator process each, on the same workload:
+- reelwatch's worker, polling only;
+- reelwatch with the simulator's webhooks on (`reelwatch serve`, polling as a safety net);
+- the seed's design (bench/baseline.py): a 30 s sequential cron loop, base64 into the row;
+- the SDK's helper (bench/sdkpoll.py): one `videos.poll` task per job.
+Figures per contender: detection lag (provider completion -> stored) median and p99, status
+requests per generation, CPU seconds and peak RSS of the contender's process, and the
+simulator's CPU share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import common
+
+KEY = "sk-bench"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@contextlib.contextmanager
+def simulator(webhook_url: str | None = None) -> Iterator[tuple[str, int]]:
+    """A simulator process; yields (its /v1 base URL, its pid)."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.simproc", "--port", str(port), "--latency", "0.05"]
+    if webhook_url:
+        command += ["--webhook-url", webhook_url, "--webhook-secret", WEBHOOK_SECRET]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/_sim/health")
+            yield f"http://127.0.0.1:{port}/v1", proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def workload(n: int, quick: bool) -> list[str]:
+    """Prompts scripting each job's queue and render time (seeded, so every contender agrees)."""
+    rng = random.Random(20261126)
+    queue_max, render = (2.0, (3.0, 8.0)) if quick else (20.0, (20.0, 120.0))
+    return [
+        f"bench {i} [sim:queue={rng.uniform(0, queue_max):.2f},render={rng.uniform(*render):.2f}]"
+        for i in range(n)
+    ]
+
+
+async def create_jobs(base_url: str, prompts: list[str]) -> list[str]:
+    """Create the jobs directly (for the contenders that only monitor), 50 at a time."""
+    limit = asyncio.Semaphore(50)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+
+        async def one(prompt: str) -> str:
+            async with limit:
+                response = await client.post("/videos", json={"prompt": prompt})
+                response.raise_for_status()
+                video_id: str = response.json()["id"]
+                return video_id
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
+def finish_times(base_url: str) -> dict[str, float]:
+    origin = base_url.removesuffix("/v1")
+    jobs = httpx.get(f"{origin}/_sim/jobs", timeout=30).json()
+    return {job["id"]: job["finish_at"] for job in jobs if job["finish_at"] is not None}
+
+
+def sim_stats(base_url: str) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(
+        base_url.removesuffix("/v1") + "/_sim/stats", timeout=30
+    ).json()
+    return data
+
+
+def lags(stored: dict[str, float | None], finished: dict[str, float]) -> list[float]:
+    return [at - finished[vid] for vid, at in stored.items() if at is not None and vid in finished]
+
+
+# --- contenders -------------------------------------------------------------------------------
+
+
+def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[str, Any]:
+    """reelwatch's worker (or `serve` with webhooks) in its own process."""
+    with tempfile.TemporaryDirectory(prefix="bench-reelwatch-") as folder:
+        data = Path(folder)
+        server_port = free_port()
+        webhook_url = f"http://127.0.0.1:{server_port}/api/webhooks/openai" if webhooks else None
+        with simulator(webhook_url) as (base_url, sim_pid):
+            env = {
+                **os.environ,
+                "REELWATCH_DATA_DIR": str(data),
+                "OPENAI_API_KEY": KEY,
+                "OPENAI_BASE_URL": base_url,
+                "REELWATCH_LOG_FORMAT": "json",
+                "REELWATCH_CONCURRENCY": "64",
+            }
+            if webhooks:
+                env["OPENAI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+                command = ["serve", "--port", str(server_port)]
+            else:
+                command = ["worker"]
+            log = (data / "worker.log").open("w")
+            sim_cpu_before = common.cpu_seconds(sim_pid)
+            started = time.monotonic()
+            with subprocess.Popen(
+                [sys.executable, "-m", "reelwatch", *command], env=env, stdout=log, stderr=log
+            ) as proc:
+                try:
+                    if webhooks:
+                        wait_http(f"http://127.0.0.1:{server_port}/healthz")
+                    with common.RssSampler(proc.pid, every_s=0.5) as rss:
+                        asyncio.run(_submit(env, prompts))
+                        stored = _wait_reelwatch(data / "reelwatch.db", len(prompts), timeout_s)
+                        cpu = common.cpu_seconds(proc.pid)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                    log.close()
+            wall = time.monotonic() - started
+            finished = finish_times(base_url)
+            stats = sim_stats(base_url)
+            sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
+    return _figures(
+        stored, finished, stats, len(prompts), cpu, rss.peak, wall, sim_cpu, rss.samples
+    )
+
+
+async def _submit(env: dict[str, str], prompts: list[str]) -> None:
+    """Submit through reelwatch's own service (as `reelwatch submit` does), 50 at a time."""
+    from reelwatch import service, settings
+
+    overrides = {
+        "data_dir": Path(env["REELWATCH_DATA_DIR"]),
+        "openai_api_key": KEY,
+        "openai_base_url": env["OPENAI_BASE_URL"],
+        "openai_webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
+    }
+    limit = asyncio.Semaphore(50)
+    async with service.open_service(settings.load(**overrides), need_provider=True) as svc:
+
+        async def one(prompt: str) -> None:
+            async with limit:
+                await svc.submit(service.SubmitRequest(prompt), actor="bench")
+
+        await asyncio.gather(*(one(p) for p in prompts))
+
+
+def _wait_reelwatch(db: Path, n: int, timeout_s: float) -> dict[str, float | None]:
+    deadline = time.monotonic() + timeout_s
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        while time.monotonic() < deadline:
+            (left,) = conn.execute(
+                "SELECT count(*) FROM generations WHERE status NOT IN"
+                " ('completed', 'failed', 'cancelled')"
+            ).fetchone()
+            if left == 0:
+                break
+            time.sleep(0.5)
+        rows = conn.execute(
+            "SELECT video_id, completed_at FROM generations WHERE status = 'completed'"
+        ).fetchall()
+    return {vid: _epoch(at) for vid, at in rows}
+
+
+def _epoch(stored: str | None) -> float | None:
+    if stored is None:
+        return None
+    return datetime.fromisoformat(stored).replace(tzinfo=UTC).timestamp()
+
+
+def baseline(prompts: list[str], *, interval_s: float, timeout_s: float) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-baseline-") as folder,
+        simulator() as (base_url, sim_pid),
+    ):
+        ids_file = Path(folder) / "ids.json"
+        ids_file.write_text(json.dumps(asyncio.run(create_jobs(base_url, prompts))))
+        db = Path(folder) / "baseline.db"
+        sim_cpu_before = common.cpu_seconds(sim_pid)
+        started = time.monotonic()
+        command = [
+            sys.executable, "-m", "bench.baseline", "--base-url", base_url, "--ids",
+            str(ids_file), "--db", str(db), "--interval", str(interval_s),
+        ]  # fmt: skip
+        with (
+            subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc,
+            common.RssSampler(proc.pid, every_s=0.5) as rss,
+        ):
+            out, _ = proc.communicate(timeout=timeout_s)
+        wall = time.monotonic() - started
+        own = json.loads(out.strip().splitlines()[-1])
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            stored = dict(conn.execute("SELECT video_id, stored_at FROM jobs").fetchall())
+            db_bytes = db.stat().st_size
+        finished = finish_times(base_url)
+        stats = sim_stats(base_url)
+        sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
+    figures = _figures(
+        stored, finished, stats, len(prompts), own["cpu_s"], own["peak_rss_mib"], wall, sim_cpu,
+        rss.samples,
+    )  # fmt: skip
+    figures["database_bytes"] = db_bytes
+    return figures
+
+
+def sdk_poll(prompts: list[str], *, timeout_s: float) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sdk-") as folder,
+        simulator() as (base_url, sim_pid),
+    ):
+        ids_file = Path(folder) / "ids.json"
+        ids_file.write_text(json.dumps(asyncio.run(create_jobs(base_url, prompts))))
+        sim_cpu_before = common.cpu_seconds(sim_pid)
+        started = time.monotonic()
+        command = [
+            sys.executable, "-m", "bench.sdkpoll", "--base-url", base_url, "--ids",
+            str(ids_file), "--out", str(Path(folder) / "videos"),
+        ]  # fmt: skip
+        with (
+            subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc,
+            common.RssSampler(proc.pid, every_s=0.5) as rss,
+        ):
+            out, _ = proc.communicate(timeout=timeout_s)
+        wall = time.monotonic() - started
+        own = json.loads(out.strip().splitlines()[-1])
+        finished = finish_times(base_url)
+        stats = sim_stats(base_url)
+        sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
+    return _figures(
+        own["stored_at"], finished, stats, len(prompts), own["cpu_s"], own["peak_rss_mib"],
+        wall, sim_cpu, rss.samples,
+    )  # fmt: skip
+
+
+def _figures(
+    stored: dict[str, float | None],
+    finished: dict[str, float],
+    stats: dict[str, Any],
+    n: int,
+    cpu_s: float,
+    peak_rss_mib: float,
+    wall_s: float,
+    sim_cpu_s: float,
+    rss_series: list[tuple[float, float]],
+) -> dict[str, Any]:
+    lag = lags(stored, finished)
+    retrieves = int(stats["requests"].get("retrieve", 0))
+    return {
+        "generations": n,
+        "stored": len(lag),
+        "lag_s": common.summary(lag),
+        "lags": [round(x, 3) for x in lag],
+        "status_requests": retrieves,
+        "status_requests_per_generation": round(retrieves / n, 2),
+        "requests_by_route": stats["requests"],
+        "cpu_s": round(cpu_s, 2),
+        "peak_rss_mib": round(peak_rss_mib, 1),
+        "wall_s": round(wall_s, 1),
+        "simulator_cpu_s": round(sim_cpu_s, 2),
+        "simulator_cpu_share": round(sim_cpu_s / wall_s, 3) if wall_s else None,
+        "rss_series": [(round(t, 1), round(m, 1)) for t, m in rss_series],
+    }
+
+
+# --- the scenario -------------------------------------------------------------------------------
+
+
+def run(quick: bool) -> Path:
+    n = 100 if quick else 2000
+    prompts = workload(n, quick)
+    timeout_s = 120.0 if quick else 900.0
+    contenders = {
+        "reelwatch": lambda: reelwatch(prompts, webhooks=False, timeout_s=timeout_s),
+        "reelwatch_webhooks": lambda: reelwatch(prompts, webhooks=True, timeout_s=timeout_s),
+        "baseline": lambda: baseline(
+            prompts, interval_s=3.0 if quick else 30.0, timeout_s=timeout_s
+        ),
+        "sdk_poll": lambda: sdk_poll(prompts, timeout_s=timeout_s),
+    }
+    results: dict[str, Any] = {}
+    for name, contender in contenders.items():
+        print(f"lag: running {name}", file=sys.stderr)
+        results[name] = contender()
+        print(f"lag: {name}: {results[name]['lag_s']}", file=sys.stderr)
+    ours, base = results["reelwatch"], results["baseline"]
+    hooks = results["reelwatch_webhooks"]
+    targets = {
+        "polling_median_le_1s": (ours["lag_s"]["median"] or 1e9) <= 1.0,
+        "polling_p99_le_3s": (ours["lag_s"]["p99"] or 1e9) <= 3.0,
+        "polling_requests_le_6": ours["status_requests_per_generation"] <= 6,
+        "webhooks_p99_le_0_5s": (hooks["lag_s"]["p99"] or 1e9) <= 0.5,
+        "webhooks_requests_le_2": hooks["status_requests_per_generation"] <= 2,
+    }
+    ratios = {
+        "median_lag": _ratio(ours["lag_s"]["median"], base["lag_s"]["median"]),
+        "p99_lag": _ratio(ours["lag_s"]["p99"], base["lag_s"]["p99"]),
+        "requests_per_generation": _ratio(
+            ours["status_requests_per_generation"], base["status_requests_per_generation"]
+        ),
+        "cpu_s": _ratio(ours["cpu_s"], base["cpu_s"]),
+    }
+    path = common.write(
+        "lag",
+        {"contenders": results, "targets": targets, "ratios_reelwatch_over_baseline": ratios},
+        quick=quick,
+    )
+    if not quick:
+        plot(results)
+    return path
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def plot(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    common.PLOTS.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, figures in results.items():
+        values = sorted(figures["lags"])
+        if values:
+            ax.plot(values, [i / len(values) for i in range(1, len(values) + 1)], label=name)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("detection lag (s, provider completion to stored)")
+    ax.set_ylabel("fraction of generations")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(common.PLOTS / "lag-cdf.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(results)
+    ax.bar(names, [results[n]["status_requests_per_generation"] for n in names])
+    ax.set_ylabel("status requests per generation")
+    fig.tight_layout()
+    fig.savefig(common.PLOTS / "lag-requests.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, figures in results.items():
+        series = figures["rss_series"]
+        if series:
+            ax.plot([t for t, _ in series], [m for _, m in series], label=name)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("RSS (MiB)")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(common.PLOTS / "lag-rss.png", dpi=110)
+    plt.close(fig)
