@@ -600,3 +600,36 @@ async def test_cross_site_changes_are_refused_without_a_token(server: Server) ->
     )
     assert plain.status_code == 415
     assert server.world.sim.sim.stats()["creates"] == 0
+
+
+async def test_sse_waits_for_an_event_committed_out_of_order(
+    server: Server, svc: service.Service
+) -> None:
+    """An id whose transaction commits late is still delivered, in order (PostgreSQL)."""
+    if "postgresql" not in server.world.settings.database_url:
+        pytest.skip("SQLite serialises writers; ids cannot commit out of order there")
+    import psycopg
+
+    g = await create(server, "ordered")
+    start = await svc.store.last_event_id()
+    url = server.world.settings.database_url
+    insert = (
+        "INSERT INTO events (generation_id, at, kind, status, progress, data)"
+        " VALUES (%s, now(), %s, 'queued', 0, '{}') RETURNING id"
+    )
+    slow = await psycopg.AsyncConnection.connect(url)
+    try:
+        first = (await (await slow.execute(insert, (g["id"], "slow"))).fetchone())[0]
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as fast:
+            second = (await (await fast.execute(insert, (g["id"], "fast"))).fetchone())[0]
+        assert second == first + 1
+        reader = asyncio.create_task(
+            read_events(server.client, 2, headers={"Last-Event-ID": str(start)})
+        )
+        await asyncio.sleep(0.8)  # the later id is visible, the earlier one not yet
+        assert not reader.done()
+        await slow.commit()
+        got = await asyncio.wait_for(reader, 10)
+    finally:
+        await slow.close()
+    assert [(i, e["kind"]) for i, e in got] == [(first, "slow"), (second, "fast")]

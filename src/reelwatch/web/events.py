@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from reelwatch.web import access
 router = APIRouter(dependencies=[Depends(access.require_user)])
 
 POLL_S = 0.5
+GAP_WAIT_S = 2.0
 KEEPALIVE_S = 15
 BATCH = 200
 
@@ -32,16 +34,27 @@ async def _tail(
 ) -> AsyncIterator[ServerSentEvent]:
     wake: asyncio.Event = request.app.state.events_written
     last = after
+    gap_since: float | None = None
     while not await request.is_disconnected():
         events = await svc.store.events_after(last, limit=BATCH)
         for event in events:
+            if event.id != last + 1:
+                # On PostgreSQL ids come from a sequence and transactions commit out of order:
+                # a missing id may still appear. Wait a little for it; after GAP_WAIT_S it was
+                # rolled back (sequences never reuse a value) and the stream moves past it.
+                gap_since = gap_since or time.monotonic()
+                if time.monotonic() - gap_since < GAP_WAIT_S:
+                    break
+            gap_since = None
             data = json.dumps(service.event_json(event), separators=(",", ":"))
             yield ServerSentEvent(data=data, id=str(event.id), event="generation")
             last = event.id
-        if len(events) < BATCH:
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), POLL_S)
+        else:
+            if len(events) == BATCH:
+                continue
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), POLL_S)
 
 
 @router.get("/api/events")
