@@ -132,6 +132,9 @@ def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[s
                 "OPENAI_BASE_URL": base_url,
                 "REELWATCH_LOG_FORMAT": "json",
                 "REELWATCH_CONCURRENCY": "64",
+                # The simulator has no rate limit; the default budget (1,200 requests a
+                # minute, a cautious guess at a real provider's) would be the only bottleneck.
+                "REELWATCH_REQUESTS_PER_MINUTE": "600000",
             }
             if webhooks:
                 env["OPENAI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
