@@ -282,3 +282,17 @@ def test_deadline_is_watch_start_plus_timeout() -> None:
     """The timeout counts from watch_started_at."""
     g = generation(watch_started_at=at(100))
     assert schedule.deadline(g, POLICY) == at(100 + POLICY.timeout_s)
+
+
+def test_first_look_at_a_render_looks_again_soon_to_measure_the_rate() -> None:
+    """At the first in-progress look there is no rate: a second look comes after second_look_s."""
+    g = rendering(30, started_s=20, started_progress=30, seen_s=20)
+    interval = schedule.poll_interval_s(g, at(20), POLICY, previous_look=at(10))
+    assert interval == pytest.approx(POLICY.second_look_s)
+
+
+def test_first_look_never_waits_past_the_latest_possible_end() -> None:
+    """Seen queued at 10 s and at 90% at 20 s: it ends within 1.1 s, so look by then."""
+    g = rendering(90, started_s=20, started_progress=90, seen_s=20)
+    interval = schedule.poll_interval_s(g, at(20), POLICY, previous_look=at(10))
+    assert interval == pytest.approx(9 * 10 / 90 + schedule.FINISH_SLACK_S)

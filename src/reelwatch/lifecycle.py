@@ -432,7 +432,11 @@ def _polled(
     )
     if _timed_out(new, now, policy):
         return _timeout(new, now, policy)
-    new = dataclasses.replace(new, next_poll_at=schedule.next_poll_at(new, now, policy))
+    first_look = g.started_at is None and status is Status.IN_PROGRESS
+    previous = (g.updated_at or g.submitted_at or g.watch_started_at) if first_look else None
+    new = dataclasses.replace(
+        new, next_poll_at=schedule.next_poll_at(new, now, policy, previous), updated_at=now
+    )
     if status is not g.status:
         return Decision(
             new, NewEvent("status", {**data, "from": g.status.value, "to": status.value})

@@ -20,7 +20,8 @@ class Policy:
     webhook_poll_s: float | None = None  # set when webhooks are configured: polling is a safety net
     backoff_base_s: float = 1.0
     backoff_max_s: float = 120.0
-    queued_poll_s: float = 5.0
+    queued_poll_s: float = 10.0
+    second_look_s: float = 6.0  # after the first in-progress look, to measure the rate
     reconcile_delay_s: float = 30.0  # wait this long after a lost create before listing
 
 
@@ -41,7 +42,12 @@ def backoff_s(failures: int, policy: Policy, rand: float) -> float:
     return max(floor, clamp(rand, 0.0, 1.0) * ceiling)
 
 
-def poll_interval_s(generation: Generation, now: datetime, policy: Policy) -> float:
+def poll_interval_s(
+    generation: Generation,
+    now: datetime,
+    policy: Policy,
+    previous_look: datetime | None = None,
+) -> float:
     """How long until the next status check of a generation that is still rendering.
 
     While queued (or before the progress has moved between two looks) the interval doubles
@@ -61,11 +67,21 @@ def poll_interval_s(generation: Generation, now: datetime, policy: Policy) -> fl
             return clamp(eta - margin, policy.poll_min_s, policy.poll_max_s)
         return clamp(eta + FINISH_SLACK_S, policy.poll_min_s, policy.poll_max_s)
     waited = (now - generation.watch_started_at).total_seconds()
-    return clamp(max(policy.queued_poll_s, waited), policy.poll_min_s, policy.poll_max_s)
+    interval = max(policy.queued_poll_s, waited)
+    if previous_look is not None and generation.progress > 0:
+        # First look at a render: it began after the previous look (which saw it queued), so
+        # the rate is at least progress / (now - previous look); the end is no later than that.
+        since = max(0.0, (now - previous_look).total_seconds())
+        latest_end = (99 - generation.progress) * since / generation.progress
+        # A second look soon gives a real rate; it costs one request and saves a blind wait.
+        interval = min(interval, latest_end + FINISH_SLACK_S, policy.second_look_s)
+    return clamp(interval, policy.poll_min_s, policy.poll_max_s)
 
 
-def next_poll_at(generation: Generation, now: datetime, policy: Policy) -> datetime:
-    return now + timedelta(seconds=poll_interval_s(generation, now, policy))
+def next_poll_at(
+    generation: Generation, now: datetime, policy: Policy, previous_look: datetime | None = None
+) -> datetime:
+    return now + timedelta(seconds=poll_interval_s(generation, now, policy, previous_look))
 
 
 def deadline(generation: Generation, policy: Policy) -> datetime:
