@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -111,6 +112,23 @@ class RssSampler:
         return self.samples[0][1] if self.samples else 0.0
 
 
+def _commit() -> str | None:
+    """The code measured: the checkout's commit, with "+dirty" if it has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def write(scenario: str, data: dict[str, Any], *, quick: bool) -> Path:
     """Write bench/results/<scenario>[-quick].json with the command and the machine."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -118,6 +136,7 @@ def write(scenario: str, data: dict[str, Any], *, quick: bool) -> Path:
     record = {
         "scenario": scenario,
         "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "commit": _commit(),
         "quick": quick,
         "machine": machine(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
