@@ -28,14 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import common
-from bench.lag import KEY, free_port, wait_http
+from bench import common, lag
+from bench.lag import KEY
 
 MIB = 1024 * 1024
 RUNS = 3
@@ -44,18 +43,9 @@ RSS_TARGET_MB = 64  # 10^6 bytes, as the issue says "MB"
 THROUGHPUT_TARGET = 0.70
 
 
-@contextlib.contextmanager
-def simulator() -> Iterator[tuple[str, int]]:
+def simulator() -> contextlib.AbstractContextManager[tuple[str, int]]:
     """A simulator process with no added latency; yields (its /v1 base URL, its pid)."""
-    port = free_port()
-    command = [sys.executable, "-m", "bench.simproc", "--port", str(port), "--latency", "0"]
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/_sim/health")
-            yield f"http://127.0.0.1:{port}/v1", proc.pid
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    return lag.simulator(latency_s=0.0)
 
 
 def create_video(base_url: str, size: int) -> str:

@@ -57,10 +57,11 @@ def wait_http(url: str, seconds: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def simulator(webhook_url: str | None = None) -> Iterator[tuple[str, int]]:
+def simulator(webhook_url: str | None = None, latency_s: float = 0.05) -> Iterator[tuple[str, int]]:
     """A simulator process; yields (its /v1 base URL, its pid)."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.simproc", "--port", str(port), "--latency", "0.05"]
+    command = [sys.executable, "-m", "bench.simproc", "--port", str(port)]
+    command += ["--latency", str(latency_s)]
     if webhook_url:
         command += ["--webhook-url", webhook_url, "--webhook-secret", WEBHOOK_SECRET]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
