@@ -53,6 +53,7 @@ def pg_server() -> Iterator[str]:
     if problem is not None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
+        # Locally without a server the PostgreSQL half is skipped; in CI (above) it fails.
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}")
     name = f"reelwatch_test_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:

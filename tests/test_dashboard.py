@@ -97,6 +97,7 @@ async def browser() -> AsyncIterator[Browser]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"Chromium is required in CI: {CHROMIUM} is missing")
+        # Locally without Chromium the browser tests cannot run; in CI (above) they fail instead.
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(

@@ -607,6 +607,7 @@ async def test_sse_waits_for_an_event_committed_out_of_order(
 ) -> None:
     """An id whose transaction commits late is still delivered, in order (PostgreSQL)."""
     if "postgresql" not in server.world.settings.database_url:
+        # Justified: the case cannot arise on SQLite (one writer at a time, ids in commit order).
         pytest.skip("SQLite serialises writers; ids cannot commit out of order there")
     import psycopg
 
