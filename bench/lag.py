@@ -211,67 +211,58 @@ def _epoch(stored: str | None) -> float | None:
     return datetime.fromisoformat(stored).replace(tzinfo=UTC).timestamp()
 
 
-def baseline(prompts: list[str], *, interval_s: float, timeout_s: float) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-baseline-") as folder,
-        simulator() as (base_url, sim_pid),
-    ):
-        ids_file = Path(folder) / "ids.json"
+def _monitor(
+    prompts: list[str], script: str, extra: list[str], folder: Path, timeout_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create the jobs, run a monitoring contender script until it exits; (its output, figures
+    shared by every contender: wall time, finish times, simulator stats and CPU, RSS)."""
+    with simulator() as (base_url, sim_pid):
+        ids_file = folder / "ids.json"
         ids_file.write_text(json.dumps(asyncio.run(create_jobs(base_url, prompts))))
-        db = Path(folder) / "baseline.db"
         sim_cpu_before = common.cpu_seconds(sim_pid)
         started = time.monotonic()
-        command = [
-            sys.executable, "-m", "bench.baseline", "--base-url", base_url, "--ids",
-            str(ids_file), "--db", str(db), "--interval", str(interval_s),
-        ]  # fmt: skip
+        command = [sys.executable, "-m", script, "--base-url", base_url, "--ids", str(ids_file)]
         with (
-            subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc,
+            subprocess.Popen([*command, *extra], stdout=subprocess.PIPE, text=True) as proc,
             common.RssSampler(proc.pid, every_s=0.5) as rss,
         ):
             out, _ = proc.communicate(timeout=timeout_s)
-        wall = time.monotonic() - started
-        own = json.loads(out.strip().splitlines()[-1])
+        run = {
+            "wall_s": time.monotonic() - started,
+            "finished": finish_times(base_url),
+            "stats": sim_stats(base_url),
+            "sim_cpu_s": common.cpu_seconds(sim_pid) - sim_cpu_before,
+            "rss": rss.samples,
+        }
+    return json.loads(out.strip().splitlines()[-1]), run
+
+
+def baseline(prompts: list[str], *, interval_s: float, timeout_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as folder:
+        db = Path(folder) / "baseline.db"
+        extra = ["--db", str(db), "--interval", str(interval_s)]
+        own, run = _monitor(prompts, "bench.baseline", extra, Path(folder), timeout_s)
         with contextlib.closing(sqlite3.connect(db)) as conn:
             stored = dict(conn.execute("SELECT video_id, stored_at FROM jobs").fetchall())
-            db_bytes = db.stat().st_size
-        finished = finish_times(base_url)
-        stats = sim_stats(base_url)
-        sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
-    figures = _figures(
-        stored, finished, stats, len(prompts), own["cpu_s"], own["peak_rss_mib"], wall, sim_cpu,
-        rss.samples,
-    )  # fmt: skip
+        db_bytes = db.stat().st_size
+    figures = _from_run(stored, own, run, len(prompts))
     figures["database_bytes"] = db_bytes
     return figures
 
 
 def sdk_poll(prompts: list[str], *, timeout_s: float) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-sdk-") as folder,
-        simulator() as (base_url, sim_pid),
-    ):
-        ids_file = Path(folder) / "ids.json"
-        ids_file.write_text(json.dumps(asyncio.run(create_jobs(base_url, prompts))))
-        sim_cpu_before = common.cpu_seconds(sim_pid)
-        started = time.monotonic()
-        command = [
-            sys.executable, "-m", "bench.sdkpoll", "--base-url", base_url, "--ids",
-            str(ids_file), "--out", str(Path(folder) / "videos"),
-        ]  # fmt: skip
-        with (
-            subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc,
-            common.RssSampler(proc.pid, every_s=0.5) as rss,
-        ):
-            out, _ = proc.communicate(timeout=timeout_s)
-        wall = time.monotonic() - started
-        own = json.loads(out.strip().splitlines()[-1])
-        finished = finish_times(base_url)
-        stats = sim_stats(base_url)
-        sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
+    with tempfile.TemporaryDirectory(prefix="bench-sdk-") as folder:
+        extra = ["--out", str(Path(folder) / "videos")]
+        own, run = _monitor(prompts, "bench.sdkpoll", extra, Path(folder), timeout_s)
+    return _from_run(own["stored_at"], own, run, len(prompts))
+
+
+def _from_run(
+    stored: dict[str, float | None], own: dict[str, Any], run: dict[str, Any], n: int
+) -> dict[str, Any]:
     return _figures(
-        own["stored_at"], finished, stats, len(prompts), own["cpu_s"], own["peak_rss_mib"],
-        wall, sim_cpu, rss.samples,
+        stored, run["finished"], run["stats"], n, own["cpu_s"], own["peak_rss_mib"],
+        run["wall_s"], run["sim_cpu_s"], run["rss"],
     )  # fmt: skip
 
 

@@ -270,11 +270,10 @@ class Engine:
     async def advance(self, claim: Claim) -> Generation:
         """Take a claimed generation one step and release it; returns the stored result."""
         while True:
-            g = claim.generation
             observation = await self._observe(claim)
-            follow_on = _continues(g, observation)
-            claim = await self._apply(claim, observation, release=not follow_on)
-            if not follow_on or claim.generation.status is not _next_status(g, observation):
+            expected = _follow_on(observation)
+            claim = await self._apply(claim, observation, release=expected is None)
+            if expected is None or claim.generation.status is not expected:
                 break
         return claim.generation
 
@@ -411,20 +410,15 @@ def _same_request(g: Generation, video: RemoteVideo) -> bool:
     )
 
 
-def _continues(g: Generation, observation: lifecycle.Observation) -> bool:
-    """Whether the same step goes on: fetch right after completion, submit after reconciling."""
+def _follow_on(observation: lifecycle.Observation) -> Status | None:
+    """The status in which the same step goes on, holding the lease: the download right after
+    a completion is seen, the submission right after reconciling found nothing."""
     match observation:
         case lifecycle.Polled(video=video) | lifecycle.Submitted(video=video):
-            return video.status is RemoteStatus.COMPLETED
+            return Status.DOWNLOADING if video.status is RemoteStatus.COMPLETED else None
         case lifecycle.Reconciled(video=None):
-            return True
-    return False
-
-
-def _next_status(g: Generation, observation: lifecycle.Observation) -> Status:
-    if isinstance(observation, lifecycle.Reconciled):
-        return Status.PENDING
-    return Status.DOWNLOADING
+            return Status.PENDING
+    return None
 
 
 async def _first(*events: asyncio.Event, within_s: float | None = None) -> None:
