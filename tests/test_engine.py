@@ -269,7 +269,7 @@ async def test_download_progress_is_recorded_for_live_views(
         g = await step(svc, world, g.id)
     progress = [e for e in await svc.history(g.id) if e.kind == "download_progress"]
     video = [e.data["bytes"] for e in progress if e.data["variant"] == "video"]
-    assert len(video) >= 5 and video == sorted(video)
+    assert len(video) >= 3 and video == sorted(set(video))  # up to 1 MiB per piece
     assert all(e.data["total"] == 3_000_000 for e in progress if e.data["variant"] == "video")
     assert all(e.status is Status.DOWNLOADING for e in progress)
     halfway = dataclasses.replace(

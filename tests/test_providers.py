@@ -89,7 +89,11 @@ async def test_adapter_maps_http_errors(
         sim.sim.inject("retrieve", "server_error", status=502)
         with pytest.raises(exceptions.ProviderUnavailable):
             await provider.retrieve(video.video_id)
+        # A status check on a kept-alive connection that drops is sent again once on a fresh
+        # one (aiohttp does this for GETs: the server may have closed an idle connection).
         sim.sim.inject("retrieve", "drop")
+        assert (await provider.retrieve(video.video_id)).video_id == video.video_id
+        sim.sim.inject("retrieve", "drop", count=2)
         with pytest.raises(exceptions.ProviderUnavailable):
             await provider.retrieve(video.video_id)
         with pytest.raises(exceptions.ProviderRejected) as rejected:

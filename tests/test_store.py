@@ -489,6 +489,46 @@ async def test_apply_writes_nothing_when_its_event_cannot_be_stored(store: Store
     assert await claim_ids(store, now=at(1), owner="other") == []  # the lease still holds
 
 
+async def test_concurrent_applies_share_commits_and_each_gets_its_own_outcome(
+    store: Store,
+) -> None:
+    """Writes from many tasks are committed together (group commit), yet a write whose lease
+    was voided fails alone with LeaseLost, a write that breaks the transaction fails alone with
+    its own error, and every other write is stored with its event."""
+    for _ in range(12):
+        await add(store)
+    claims = await store.claim_due(owner="w", now=T0, limit=12, lease_s=LEASE_S)
+    voided, broken, *good = claims
+    await store.act(voided.generation.id, lambda g: decision(g, "reset"), now=at(1))
+    commits = 0
+
+    def count() -> None:
+        nonlocal commits
+        commits += 1
+
+    store.on_append(count)
+    bad = lifecycle.Decision(
+        dataclasses.replace(broken.generation, progress=50),
+        NewEvent("progress", {"not json": object()}),
+    )
+    outcomes = await asyncio.gather(
+        store.apply(voided, decision(voided.generation, progress=9), now=at(2)),
+        store.apply(broken, bad, now=at(2)),
+        *(store.apply(c, decision(c.generation, progress=30), now=at(2)) for c in good),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], exceptions.LeaseLost)
+    assert isinstance(outcomes[1], (TypeError, sa.exc.StatementError))
+    for claim, outcome in zip(good, outcomes[2:], strict=True):
+        assert not isinstance(outcome, BaseException)
+        assert (await store.get(claim.generation.id)).progress == 30
+        assert (await store.history(claim.generation.id))[-1] == outcome[1]
+    assert (await store.get(voided.generation.id)).progress == 0
+    assert (await store.get(broken.generation.id)).progress == 0
+    assert len(await store.history(broken.generation.id)) == 1
+    assert commits < len(claims)  # fewer commits than writes: they were grouped
+
+
 async def test_extend_moves_the_lease_expiry(store: Store) -> None:
     """An extended lease keeps others out past the original expiry."""
     await add(store)

@@ -3,17 +3,31 @@
 The SDK is configured with `max_retries=0` and a short timeout: the engine owns retries,
 backoff and rate limits, and a create must never be retried blindly (the API takes no
 idempotency key, so a retried create can pay for a second render).
+
+Two calls do not go through the SDK, because they are where the volume is and the SDK's
+per-request cost was measured to dominate (docs/benchmarks.md): the status
+check (`GET /videos/{id}`, ~2 ms of CPU per call through the SDK's httpx2 stack, ~0.2 ms as a
+plain aiohttp GET, so one worker goes from ~200 to over 1,000 checks a second) and the content
+download (the SDK streams in 64 KiB pieces; aiohttp with a 1 MiB read buffer moves several
+times the bytes per CPU second). Both are single GETs whose answers are read with the same
+rules as the SDK's (`_remote`, `_status_error`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import mimetypes
+import urllib.parse
+import urllib.request
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import httpx2
 import openai
 
@@ -21,15 +35,13 @@ from reelwatch import clock, exceptions
 from reelwatch.models import ErrorInfo, RemoteVideo, Variant
 from reelwatch.providers import base
 
-if TYPE_CHECKING:
-    from openai._response import AsyncStreamedBinaryAPIResponse
-
 NAME = "openai"
 _system = clock.SystemClock()
+_READ_BUFFER = 1 << 20  # bytes aiohttp may buffer per response, and the largest piece read
 
 
 class _Download:
-    def __init__(self, response: AsyncStreamedBinaryAPIResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.content_type = response.headers.get("content-type", "application/octet-stream")
         length = response.headers.get("content-length")
@@ -37,12 +49,11 @@ class _Download:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            # No chunk size: re-slicing the transport's pieces into fixed sizes costs a copy
-            # of every byte, and storage takes pieces of any size.
-            async for chunk in self._response.iter_bytes():
+            # Pieces of whatever size has arrived, up to the buffer: storage takes any size.
+            async for chunk in self._response.content.iter_chunked(_READ_BUFFER):
                 yield chunk
-        except (httpx2.HTTPError, openai.APIError) as exc:
-            raise exceptions.ProviderUnavailable(f"download broke: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise exceptions.ProviderUnavailable(f"download broke: {_why(exc)}") from exc
 
 
 class OpenAIVideos:
@@ -70,9 +81,37 @@ class OpenAIVideos:
             max_retries=0,
             timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
         )
+        self._base_url = str(self._client.base_url).rstrip("/")
+        headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+        headers.pop("Content-Type", None)
+        self._headers = {**headers, "Authorization": f"Bearer {api_key}"}
+        connect = min(5.0, timeout_s)
+        self._call_timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect)
+        # A download has no total limit (a big file takes long); only silence is an error.
+        self._stream_timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The aiohttp session of the running event loop (made on first use: aiohttp needs a
+        running loop, and the CLI or tests may run one loop after another)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=0),  # the engine bounds concurrency
+                read_bufsize=_READ_BUFFER,
+                # Not `trust_env`: it reads ~/.netrc in a thread on every request (measured at
+                # a fifth of the worker's CPU). The proxy the environment names is read once.
+                proxy=_env_proxy(self._base_url),
+            )
+            self._session_loop = loop
+        return self._session
 
     async def aclose(self) -> None:
         await self._client.close()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def create(self, request: base.CreateRequest) -> RemoteVideo:
         kwargs: dict[str, Any] = {
@@ -89,19 +128,29 @@ class OpenAIVideos:
             video = await self._client.videos.create(**kwargs)
         except openai.APIError as exc:
             raise _translate(exc, self._clock.now()) from exc
-        return _remote(video)
+        return _remote(video.to_dict())
 
     async def retrieve(self, video_id: str) -> RemoteVideo:
+        url = f"{self._base_url}/videos/{quote(video_id, safe='')}"
         try:
-            video = await self._client.videos.retrieve(video_id)
-        except openai.APIError as exc:
-            raise _translate(exc, self._clock.now()) from exc
-        return _remote(video)
+            async with self._http().get(url, timeout=self._call_timeout) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    raise self._status_error(response.status, body, response.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise exceptions.ProviderUnavailable(_why(exc)) from exc
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not data.get("id"):
+            raise exceptions.ProviderUnavailable(f"unreadable answer: {body[:200]!r}")
+        return _remote(data)
 
     async def recent(self, *, since: datetime) -> AsyncIterator[RemoteVideo]:
         try:
             async for video in self._client.videos.list(order="desc", limit=100):
-                remote = _remote(video)
+                remote = _remote(video.to_dict())
                 if remote.created_at is not None and remote.created_at < since:
                     return
                 yield remote
@@ -113,7 +162,7 @@ class OpenAIVideos:
             video = await self._client.videos.remix(video_id, prompt=prompt)
         except openai.APIError as exc:
             raise _translate(exc, self._clock.now()) from exc
-        return _remote(video)
+        return _remote(video.to_dict())
 
     async def delete(self, video_id: str) -> None:
         try:
@@ -123,38 +172,94 @@ class OpenAIVideos:
 
     @asynccontextmanager
     async def download(self, video_id: str, variant: Variant) -> AsyncIterator[_Download]:
-        streaming = self._client.videos.with_streaming_response
+        url = f"{self._base_url}/videos/{quote(video_id, safe='')}/content"
+        params = {"variant": variant.value}
         try:
-            async with streaming.download_content(video_id, variant=variant.value) as response:
+            async with self._http().get(
+                url, params=params, timeout=self._stream_timeout
+            ) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    raise self._status_error(response.status, body, response.headers)
                 yield _Download(response)
-        except openai.APIError as exc:
-            raise _translate(exc, self._clock.now()) from exc
-        except httpx2.HTTPError as exc:
-            raise exceptions.ProviderUnavailable(f"download broke: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise exceptions.ProviderUnavailable(f"download broke: {_why(exc)}") from exc
+
+    def _status_error(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> exceptions.ProviderError:
+        message, code = _error_body(body)
+        return _status_error(status, message or f"HTTP {status}", code, headers, self._clock.now())
 
 
-def _remote(video: Any) -> RemoteVideo:
-    """A provider-neutral view of an SDK `Video` (loose: gateways add words and fields)."""
-    raw_status = str(getattr(video, "status", "") or "")
-    error_obj = getattr(video, "error", None)
+def _remote(video: Mapping[str, Any]) -> RemoteVideo:
+    """A provider-neutral view of a video object (loose: gateways add words and fields)."""
+    raw_status = str(video.get("status") or "")
+    error_obj = video.get("error")
     error = None
-    if error_obj is not None:
-        code = str(getattr(error_obj, "code", None) or "failed")
-        error = ErrorInfo(code, str(getattr(error_obj, "message", None) or code))
-    seconds = getattr(video, "seconds", None)
+    if isinstance(error_obj, Mapping):
+        code = str(error_obj.get("code") or "failed")
+        error = ErrorInfo(code, str(error_obj.get("message") or code))
+    seconds = video.get("seconds")
     return RemoteVideo(
-        video_id=str(video.id),
+        video_id=str(video["id"]),
         status=base.normalise_status(raw_status),
         raw_status=raw_status,
-        progress=base.progress(getattr(video, "progress", None)),
+        progress=base.progress(video.get("progress")),
         error=base.remote_error(raw_status, error),
-        created_at=base.timestamp(getattr(video, "created_at", None)),
-        completed_at=base.timestamp(getattr(video, "completed_at", None)),
-        expires_at=base.timestamp(getattr(video, "expires_at", None)),
-        model=getattr(video, "model", None),
-        prompt=getattr(video, "prompt", None),
-        size=getattr(video, "size", None),
+        created_at=base.timestamp(video.get("created_at")),
+        completed_at=base.timestamp(video.get("completed_at")),
+        expires_at=base.timestamp(video.get("expires_at")),
+        model=_text(video.get("model")),
+        prompt=_text(video.get("prompt")),
+        size=_text(video.get("size")),
         seconds=None if seconds is None else str(seconds),
+    )
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY name for `url`, as the SDK's httpx2 client uses."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _error_body(body: bytes) -> tuple[str | None, str | None]:
+    """The message and code of an OpenAI-shaped error body (`{"error": {...}}`), if any."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or None, None
+    inner = data.get("error", data) if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        return None, None
+    message, code = inner.get("message"), inner.get("code")
+    return (str(message) if message else None), (str(code) if code else None)
+
+
+def _status_error(
+    status: int, message: str, code: str | None, headers: Mapping[str, str], now: datetime
+) -> exceptions.ProviderError:
+    """An HTTP error status to reelwatch's provider errors (the engine makes observations)."""
+    if status == 404:
+        return exceptions.ProviderNotFound(message)
+    if status == 429:
+        wait = base.retry_after_s(headers, now)
+        return exceptions.ProviderRateLimited(message, retry_after_s=wait)
+    if status >= 500 or status in (408, 409):
+        return exceptions.ProviderUnavailable(f"HTTP {status}: {message}")
+    return exceptions.ProviderRejected(
+        message, error_code=code or f"http_{status}", http_status=status
     )
 
 
@@ -164,17 +269,9 @@ def _translate(exc: openai.APIError, now: datetime) -> exceptions.ProviderError:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return exceptions.ProviderUnavailable(f"{type(exc).__name__}: {message}")
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 404:
-            return exceptions.ProviderNotFound(message)
-        if status == 429:
-            headers = dict(exc.response.headers)
-            wait = base.retry_after_s(headers, now)
-            return exceptions.ProviderRateLimited(message, retry_after_s=wait)
-        if status >= 500 or status in (408, 409):
-            return exceptions.ProviderUnavailable(f"HTTP {status}: {message}")
-        code = str(getattr(exc, "code", None) or f"http_{status}")
-        return exceptions.ProviderRejected(message, error_code=code, http_status=status)
+        code = getattr(exc, "code", None)
+        headers = dict(exc.response.headers)
+        return _status_error(exc.status_code, message, code and str(code), headers, now)
     return exceptions.ProviderUnavailable(f"{type(exc).__name__}: {message}")
 
 

@@ -38,6 +38,7 @@ from reelwatch.models import (
     Variant,
 )
 from reelwatch.store import migrate
+from reelwatch.store.group import GroupCommit
 from reelwatch.store.tables import UTCDateTime, events, generations, webhook_deliveries
 
 _LEASE_COLUMNS = ("lease_owner", "lease_token", "lease_expires_at")
@@ -89,13 +90,19 @@ def _reason(exc: Exception) -> str:
 class Store:
     """The generations table, its events, and the verbs that change them."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: sa.Engine) -> None:
         self._engine = engine
+        self._sync_engine = sync_engine
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
         # that reads and then writes can fail with SQLITE_BUSY instead of waiting its turn.
         self._writer = engine.execution_options(reelwatch_write=True)
         self.dialect = engine.dialect.name
         self._listeners: list[Callable[[], None]] = []
+        # The hot small writes (a poll's result, download progress) share transactions.
+        self._group = GroupCommit(
+            sync_engine.execution_options(reelwatch_write=True).begin,
+            committed=self._committed,
+        )
 
     def on_append(self, listener: Callable[[], None]) -> None:
         """Call `listener` after each committed write (live-event tailers wake early)."""
@@ -108,29 +115,38 @@ class Store:
         parsed = make_url(async_url)
         sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
         engine: AsyncEngine | None = None
+        sync_engine: sa.Engine | None = None
         try:
             if sqlite_file and sqlite_file != ":memory:":
                 Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
             if upgrade:
                 await asyncio.to_thread(migrate.upgrade, sync_url)
             engine = _create_engine(async_url)
+            sync_engine = _create_sync_engine(sync_url)
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except (sa.exc.OperationalError, OSError) as exc:
             if engine is not None:
                 await engine.dispose()
+            if sync_engine is not None:
+                sync_engine.dispose()
             raise exceptions.DatabaseUnavailable(
                 f"cannot reach the database at {_safe(url)}: {_reason(exc)}"
             ) from exc
-        return cls(engine)
+        return cls(engine, sync_engine)
 
     async def close(self) -> None:
+        await self._group.close()
         await self._engine.dispose()
+        self._sync_engine.dispose()
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._writer.begin() as conn:
             yield conn
+        self._committed()
+
+    def _committed(self) -> None:
         for listener in self._listeners:
             listener()
 
@@ -151,7 +167,7 @@ class Store:
                 raise exceptions.InvalidInput(
                     f"video {generation.video_id} is already tracked"
                 ) from exc
-            await _append(conn, generation, event, generation.created_at)
+            await conn.run_sync(_append, generation, event, generation.created_at)
         return Claim(generation, token, expires)
 
     async def claim_due(
@@ -224,29 +240,18 @@ class Store:
         expires = claim.lease_expires_at
         if release:
             values.update(lease_owner=None, lease_token=None, lease_expires_at=None)
-        stmt = generations.update().where(
-            generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
-        )
-        async with self._write() as conn:
-            result = await conn.execute(stmt.values(values))
-            if result.rowcount != 1:
-                raise exceptions.LeaseLost()
-            stored = await _append(conn, new, decision.event, now)
+
+        def write(conn: SyncConnection) -> Event:
+            _update_held(conn, claim, values)
+            return _append(conn, new, decision.event, now)
+
+        stored = await self._group.run(write)
         return Claim(new, claim.token, expires), stored
 
     async def extend(self, claim: Claim, *, now: datetime, lease_s: float) -> Claim:
         """Push a held lease further out (long downloads); LeaseLost if it is gone."""
         expires = now + timedelta(seconds=lease_s)
-        stmt = (
-            generations.update()
-            .where(
-                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
-            )
-            .values(lease_expires_at=expires)
-        )
-        async with self._write() as conn:
-            if (await conn.execute(stmt)).rowcount != 1:
-                raise exceptions.LeaseLost()
+        await self._group.run(lambda conn: _update_held(conn, claim, {"lease_expires_at": expires}))
         return dataclasses.replace(claim, lease_expires_at=expires)
 
     async def mark_submitting(self, claim: Claim, *, now: datetime) -> Claim:
@@ -256,16 +261,8 @@ class Store:
         the flag makes the next attempt reconcile with the provider's list instead of paying
         for a second create. The answer to the create clears it.
         """
-        stmt = (
-            generations.update()
-            .where(
-                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
-            )
-            .values(submit_ambiguous=True, updated_at=now)
-        )
-        async with self._write() as conn:
-            if (await conn.execute(stmt)).rowcount != 1:
-                raise exceptions.LeaseLost()
+        values = {"submit_ambiguous": True, "updated_at": now}
+        await self._group.run(lambda conn: _update_held(conn, claim, values))
         return claim
 
     async def download_progress(
@@ -284,40 +281,30 @@ class Store:
         counters and appends a `download_progress` event for live views.
         """
         expires = now + timedelta(seconds=lease_s)
-        stmt = (
-            generations.update()
-            .where(
-                generations.c.id == claim.generation.id, generations.c.lease_token == claim.token
-            )
-            .values(
-                download_bytes=done,
-                download_total=total,
-                lease_expires_at=expires,
-                updated_at=now,
-            )
-        )
-        async with self._write() as conn:
-            if (await conn.execute(stmt)).rowcount != 1:
-                raise exceptions.LeaseLost()
-            g = dataclasses.replace(claim.generation, download_bytes=done, download_total=total)
-            data = {"variant": variant, "bytes": done, "total": total}
-            await _append(conn, g, NewEvent("download_progress", data), now)
+        values = {
+            "download_bytes": done,
+            "download_total": total,
+            "lease_expires_at": expires,
+            "updated_at": now,
+        }
+        g = dataclasses.replace(claim.generation, download_bytes=done, download_total=total)
+        event = NewEvent("download_progress", {"variant": variant, "bytes": done, "total": total})
+
+        def write(conn: SyncConnection) -> None:
+            _update_held(conn, claim, values)
+            _append(conn, g, event, now)
+
+        await self._group.run(write)
         return dataclasses.replace(claim, lease_expires_at=expires)
 
     async def release(self, claims: Sequence[Claim]) -> None:
         """Give leases back unchanged (shutdown): the rows are due again for anyone."""
         if not claims:
             return
+        free = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+        params = [{**free, "held_id": c.generation.id, "held_token": c.token} for c in claims]
         async with self._write() as conn:
-            for claim in claims:
-                await conn.execute(
-                    generations.update()
-                    .where(
-                        generations.c.id == claim.generation.id,
-                        generations.c.lease_token == claim.token,
-                    )
-                    .values(lease_owner=None, lease_token=None, lease_expires_at=None)
-                )
+            await conn.execute(_HELD, params)
 
     async def act(
         self,
@@ -351,7 +338,7 @@ class Store:
             await conn.execute(
                 generations.update().where(generations.c.id == generation_id).values(values)
             )
-            stored = await _append(conn, new, decision.event, now)
+            stored = await conn.run_sync(_append, new, decision.event, now)
         return new, stored
 
     async def record_webhook(
@@ -412,7 +399,7 @@ class Store:
             await conn.execute(
                 generations.update().where(generations.c.id == new.id).values(values)
             )
-            await _append(conn, new, decision.event, now)
+            await conn.run_sync(_append, new, decision.event, now)
         return result
 
     # --- reads ----------------------------------------------------------------------------
@@ -534,8 +521,21 @@ def _create_engine(async_url: str) -> AsyncEngine:
     if make_url(async_url).get_backend_name() != "sqlite":
         return create_async_engine(async_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(async_url, connect_args={"timeout": 30})
+    _sqlite_hooks(engine.sync_engine)
+    return engine
 
-    @sa_event.listens_for(engine.sync_engine, "connect")
+
+def _create_sync_engine(sync_url: str) -> sa.Engine:
+    """The engine of the group-commit thread (one connection is all it uses)."""
+    if make_url(sync_url).get_backend_name() != "sqlite":
+        return sa.create_engine(sync_url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+    engine = sa.create_engine(sync_url, connect_args={"timeout": 30, "check_same_thread": False})
+    _sqlite_hooks(engine)
+    return engine
+
+
+def _sqlite_hooks(engine: sa.Engine) -> None:
+    @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see the begin hook).
         dbapi_connection.isolation_level = None
@@ -546,17 +546,30 @@ def _create_engine(async_url: str) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @sa_event.listens_for(engine.sync_engine, "begin")
+    @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: SyncConnection) -> None:
         write = conn.get_execution_options().get("reelwatch_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    return engine
+
+# The hot statements are built once, their values passed as parameters: building a statement
+# with `.values(...)` per call (and its cache key) cost more CPU than running it (profiled).
+_HELD = generations.update().where(
+    generations.c.id == sa.bindparam("held_id"),
+    generations.c.lease_token == sa.bindparam("held_token"),
+)
+_INSERT_EVENT = events.insert().returning(events.c.id)
 
 
-async def _append(
-    conn: AsyncConnection, generation: Generation, event: NewEvent, at: datetime
-) -> Event:
+def _update_held(conn: SyncConnection, claim: Claim, values: dict[str, Any]) -> None:
+    """Update the columns in `values` of a row this claim holds; LeaseLost if it is gone."""
+    params = {**values, "held_id": claim.generation.id, "held_token": claim.token}
+    if conn.execute(_HELD, params).rowcount != 1:
+        raise exceptions.LeaseLost()
+
+
+def _append(conn: SyncConnection, generation: Generation, event: NewEvent, at: datetime) -> Event:
+    """Append an event (sync: async callers go through `AsyncConnection.run_sync`)."""
     data = dict(event.data)
     values = {
         "generation_id": generation.id,
@@ -567,7 +580,7 @@ async def _append(
         "actor": event.actor,
         "data": data,
     }
-    event_id = (await conn.execute(events.insert().values(values).returning(events.c.id))).scalar()
+    event_id = conn.execute(_INSERT_EVENT, values).scalar()
     assert event_id is not None
     return Event(
         id=int(event_id),
