@@ -225,6 +225,15 @@ def test_near_the_end_the_last_look_lands_just_after_it() -> None:
     assert schedule.poll_interval_s(g, at(98), BIG) == pytest.approx(eta + schedule.FINISH_SLACK_S)
 
 
+def test_a_firm_estimate_goes_straight_to_the_last_look() -> None:
+    """10% -> 90% over 80 s: 8.5 s left, good to 2 * 8.5 / 80 = 0.2 s (under poll_min_s): no
+    look before the end, the next is the last."""
+    g = rendering(90, started_s=0, started_progress=10, seen_s=80)
+    eta = 8.5
+    interval = schedule.poll_interval_s(g, at(80), BIG)
+    assert interval == pytest.approx(eta + schedule.FINISH_SLACK_S)
+
+
 def test_the_interval_is_clamped_to_poll_max_early_on() -> None:
     """A far-away end still polls at least every poll_max_s."""
     g = rendering(2, started_s=0, started_progress=1, seen_s=10)

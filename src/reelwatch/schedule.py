@@ -53,9 +53,9 @@ def poll_interval_s(
     While queued (or before the progress has moved between two looks) the interval doubles
     with the time waited, from `queued_poll_s`: nothing is gained by watching a queue closely.
     Once a rate is known, the next look is aimed a safety margin before the predicted end (the
-    margin shrinks as the estimate firms up over a longer span), and the last one just after
-    it. Never faster than `poll_min_s` nor slower than `poll_max_s`; with webhooks configured,
-    polling is only a safety net.
+    margin shrinks as the estimate firms up over a longer span) while that margin is more than
+    `poll_min_s`, and the last one just after it. Never faster than `poll_min_s` nor slower
+    than `poll_max_s`; with webhooks configured, polling is only a safety net.
     """
     if policy.webhook_poll_s is not None:
         return policy.webhook_poll_s
@@ -63,7 +63,9 @@ def poll_interval_s(
     if eta is not None:
         gained = max(1, generation.progress - generation.started_progress)
         margin = max(0.5, 2.0 * eta / gained)  # integer percents: the rate is good to 1/gained
-        if eta - margin >= policy.poll_min_s:
+        # A look a margin before the end refines a loose estimate; once the estimate is good to
+        # about a second it would learn nothing, so the next look is the last one.
+        if margin > policy.poll_min_s and eta - margin >= policy.poll_min_s:
             return clamp(eta - margin, policy.poll_min_s, policy.poll_max_s)
         return clamp(eta + FINISH_SLACK_S, policy.poll_min_s, policy.poll_max_s)
     waited = (now - generation.watch_started_at).total_seconds()
