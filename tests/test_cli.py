@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -178,6 +179,57 @@ def test_worker_stops_cleanly_on_sigterm(env: dict[str, str]) -> None:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
             assert "worker_stop" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_worker_serves_its_own_metrics(env: dict[str, str]) -> None:
+    """`worker --metrics-port`: what this worker did, in Prometheus form, without the table
+    gauges (the server reports those once); a busy port is a one-line error."""
+    import httpx
+
+    port = _free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "reelwatch", "worker", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            assert "worker_start" in proc.stderr.readline()
+            busy = rw(env, "worker", "--metrics-port", str(port))
+            assert busy.returncode == 1 and busy.stderr.count("\n") == 1
+            assert f"127.0.0.1:{port}" in busy.stderr
+            submitted = rw(env, "submit", "measured", "--json")
+            assert submitted.returncode == 0, submitted.stderr
+            text = ""
+            for _ in range(150):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                if "reelwatch_download_bytes_total 0.0" not in text:
+                    break
+                time.sleep(0.1)
+            samples = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("reelwatch_")
+            }
+            assert samples['reelwatch_status_checks_total{outcome="ok"}'] >= 1
+            assert samples["reelwatch_download_bytes_total"] > 0
+            assert samples["reelwatch_detection_lag_seconds_count"] == 1
+            assert not any(name.startswith("reelwatch_generations") for name in samples)
+            assert "reelwatch_queue_depth" not in samples
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import prometheus_client
 import typer
 from rich.console import Console
 
-from reelwatch import exceptions, live, logs, service
+from reelwatch import exceptions, live, logs, metrics, service
 from reelwatch import settings as settings_module
 from reelwatch.models import Generation, Status
 from reelwatch.settings import Settings
@@ -234,6 +235,18 @@ def cancel(
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one cycle, print its summary.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="REELWATCH_WORKER_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="Serve this worker's Prometheus metrics on this port (off by default).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Interface for --metrics-port (the metrics have no login).")
+    ] = "127.0.0.1",
 ) -> None:
     """The background monitor: every active generation moves on its own."""
     settings = load_settings(level=logging.WARNING if once else logging.INFO)
@@ -243,7 +256,23 @@ def worker(
             assert svc.engine is not None
             if once:
                 return (await svc.engine.cycle()).to_json()
-            await run_until_signalled(svc.engine.run)
+            if metrics_port is None:
+                await run_until_signalled(svc.engine.run)
+                return None
+            collected = metrics.Metrics(tables=False)
+            svc.engine.metrics = collected
+            try:
+                server, _ = prometheus_client.start_http_server(
+                    metrics_port, addr=metrics_host, registry=collected.registry
+                )
+            except OSError as exc:
+                raise exceptions.ConfigError(
+                    f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
+                ) from exc
+            try:
+                await run_until_signalled(svc.engine.run)
+            finally:
+                server.shutdown()
             return None
 
     summary = run(main())

@@ -18,13 +18,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """Everything reelwatch counts; the engine records, `/metrics` renders."""
+    """Everything reelwatch counts; the engine records, `/metrics` renders.
 
-    def __init__(self) -> None:
+    `tables=False` leaves out the gauges that are facts about the whole table (generations by
+    status, queue depth, oldest active): a separate worker process exposes only what it did,
+    and the server's `/metrics` reports the table once, not once per worker.
+    """
+
+    def __init__(self, *, tables: bool = True) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        table = r if tables else None
         self.generations = Gauge(
-            "reelwatch_generations", "Generations by status.", ["status"], registry=r
+            "reelwatch_generations", "Generations by status.", ["status"], registry=table
         )
         self.checks = Counter(
             "reelwatch_status_checks", "Provider calls by outcome.", ["outcome"], registry=r
@@ -60,12 +66,12 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "reelwatch_queue_depth", "Active generations due for a look now.", registry=r
+            "reelwatch_queue_depth", "Active generations due for a look now.", registry=table
         )
         self.oldest_active = Gauge(
             "reelwatch_oldest_active_age_seconds",
             "Age of the oldest active generation.",
-            registry=r,
+            registry=table,
         )
         self.webhooks = Counter(
             "reelwatch_webhooks", "Webhook deliveries received, by result.", ["result"], registry=r
