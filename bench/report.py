@@ -49,7 +49,9 @@ def lag() -> str:
     )
     rows.append("")
     rows += [f"- target `{k}`: {'met' if v else 'not met'}" for k, v in data["targets"].items()]
-    return "\n".join(rows) + f"\n\nMeasured {data['when']} with `{data['command']}`."
+    return "\n".join(rows) + (
+        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
+    )
 
 
 def scale() -> str:
@@ -73,14 +75,81 @@ def scale() -> str:
         )
     rows.append("")
     rows += [f"- target `{k}`: {'met' if v else 'not met'}" for k, v in data["targets"].items()]
-    return "\n".join(rows) + f"\n\nMeasured {data['when']} with `{data['command']}`."
+    return "\n".join(rows) + (
+        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
+    )
+
+
+def download() -> str:
+    data = _load("download")
+    if data is None:
+        return "(no download results)"
+    labels = {
+        "reelwatch_large": ("reelwatch", data["large_bytes"]),
+        "curl_large": ("curl -o /dev/null", data["large_bytes"]),
+        "curl_to_disk_large": ("curl -o FILE, then fsync", data["large_bytes"]),
+        "reelwatch_small": ("reelwatch", data["small_bytes"]),
+        "seed_small": ("seed: in memory + base64 + SQLite row", data["small_bytes"]),
+        "curl_small": ("curl -o /dev/null", data["small_bytes"]),
+    }
+    rows = [
+        f"| contender | size | seconds (median of {data['runs']}) | MiB/s | every run (MiB/s) "
+        "| peak RSS growth (MiB) | own CPU share | simulator CPU share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in data["contenders"].items():
+        label, size = labels.get(name, (name, c["bytes"]))
+        every = ", ".join(f"{run['mib_per_s']:.0f}" for run in c["all"])
+        growth = c.get("median_peak_growth_mib")
+        rows.append(
+            f"| {label} | {size // (1024 * 1024)} MiB | {_f(c['median_seconds'])} | "
+            f"{_f(c['median_mib_per_s'], 0)} | {every} | {_f(growth, 1)} | "
+            f"{_f(c['median_cpu_share'])} | {_f(c['median_simulator_cpu_share'])} |"
+        )
+    rows.append("")
+    for name, target in data["targets"].items():
+        detail = ", ".join(f"{k} {v}" for k, v in target.items() if k != "met")
+        rows.append(f"- target `{name}`: {'met' if target['met'] else 'not met'} ({detail})")
+    return "\n".join(rows) + (
+        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
+    )
+
+
+def api() -> str:
+    data = _load("api")
+    if data is None:
+        return "(no api results)"
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+    queries = {"first": "first page (50)", "deep": "deep page (row ~50,000)"}
+    queries["failed"] = "`status=failed`"
+    rows = [
+        "| database | query | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) "
+        "| requests/s (sequential) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for db, figures in data["databases"].items():
+        for query, label in queries.items():
+            q = figures["http"][query]
+            rows.append(
+                f"| {names.get(db, db)} | {label} | {_f(q['p50'])} | {_f(q['p90'])} | "
+                f"{_f(q['p99'])} | {_f(q['max'])} | {_f(q['requests_per_s'], 1)} |"
+            )
+    rows.append("")
+    limit = data["targets"]["p99_ms_max"]
+    for db, met in data["targets"]["met"].items():
+        verdict = "met" if met else "not met"
+        rows.append(f"- target p99 <= {limit:.0f} ms on {names.get(db, db)}: {verdict}")
+    return "\n".join(rows) + (
+        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`, "
+        f"{data['rows']:,} rows."
+    )
 
 
 def main() -> None:
-    print("## lag\n")
-    print(lag())
-    print("\n## scale\n")
-    print(scale())
+    for name, table in (("lag", lag), ("scale", scale), ("download", download), ("api", api)):
+        print(f"## {name}\n")
+        print(table())
+        print()
 
 
 if __name__ == "__main__":
