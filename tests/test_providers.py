@@ -125,6 +125,25 @@ async def test_adapter_lists_recent_and_streams_content(
         await provider.aclose()
 
 
+async def test_adapter_download_passes_the_callers_own_errors_through(
+    adapter: tuple[simulator.RunningSimulator, OpenAIVideos],
+) -> None:
+    """An error raised while the caller handles the body (its storage timing out, say) is the
+    caller's, not reported as a broken download; a missing asset is a 404 as before."""
+    sim, provider = adapter
+    try:
+        video = await provider.create(base.CreateRequest("own", "sora-2", 4, "720x1280"))
+        sim.sim.clock.advance(2)
+        with pytest.raises(TimeoutError):
+            async with provider.download(video.video_id, Variant.VIDEO):
+                raise TimeoutError("the disk, not the provider")
+        with pytest.raises(exceptions.ProviderNotFound):
+            async with provider.download("video_" + "0" * 48, Variant.VIDEO):
+                pass
+    finally:
+        await provider.aclose()
+
+
 async def test_adapter_remixes_and_deletes(
     adapter: tuple[simulator.RunningSimulator, OpenAIVideos],
 ) -> None:

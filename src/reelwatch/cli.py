@@ -273,6 +273,7 @@ def worker(
                 await run_until_signalled(svc.engine.run)
             finally:
                 server.shutdown()
+                server.server_close()
             return None
 
     summary = run(main())

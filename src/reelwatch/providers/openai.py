@@ -21,6 +21,7 @@ import mimetypes
 import urllib.parse
 import urllib.request
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -38,6 +39,7 @@ from reelwatch.providers import base
 NAME = "openai"
 _system = clock.SystemClock()
 _READ_BUFFER = 1 << 20  # bytes aiohttp may buffer per response, and the largest piece read
+_BINARY = {"Accept": "application/binary"}  # what the SDK asks for on /content
 
 
 class _Download:
@@ -89,29 +91,33 @@ class OpenAIVideos:
         self._call_timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect)
         # A download has no total limit (a big file takes long); only silence is an error.
         self._stream_timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._proxy = _env_proxy(self._base_url)  # read once; a bad one is a clear error now
+        # One aiohttp session per event loop (made on first use: aiohttp needs a running loop,
+        # and tests may use the provider from more than one).
+        self._sessions: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, aiohttp.ClientSession
+        ] = weakref.WeakKeyDictionary()
 
     def _http(self) -> aiohttp.ClientSession:
-        """The aiohttp session of the running event loop (made on first use: aiohttp needs a
-        running loop, and the CLI or tests may run one loop after another)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            self._session = aiohttp.ClientSession(
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=0),  # the engine bounds concurrency
                 read_bufsize=_READ_BUFFER,
                 # Not `trust_env`: it reads ~/.netrc in a thread on every request (measured at
-                # a fifth of the worker's CPU). The proxy the environment names is read once.
-                proxy=_env_proxy(self._base_url),
+                # a fifth of the worker's CPU). The proxy the environment names is read once
+                # (`self._proxy`) and passed with each request.
             )
-            self._session_loop = loop
-        return self._session
+        return session
 
     async def aclose(self) -> None:
+        """Close the SDK client and this loop's session (another loop's closes with it)."""
         await self._client.close()
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
 
     async def create(self, request: base.CreateRequest) -> RemoteVideo:
         kwargs: dict[str, Any] = {
@@ -133,7 +139,9 @@ class OpenAIVideos:
     async def retrieve(self, video_id: str) -> RemoteVideo:
         url = f"{self._base_url}/videos/{quote(video_id, safe='')}"
         try:
-            async with self._http().get(url, timeout=self._call_timeout) as response:
+            async with self._http().get(
+                url, proxy=self._proxy, timeout=self._call_timeout
+            ) as response:
                 body = await response.read()
                 if response.status >= 400:
                     raise self._status_error(response.status, body, response.headers)
@@ -175,15 +183,25 @@ class OpenAIVideos:
         url = f"{self._base_url}/videos/{quote(video_id, safe='')}/content"
         params = {"variant": variant.value}
         try:
-            async with self._http().get(
-                url, params=params, timeout=self._stream_timeout
-            ) as response:
-                if response.status >= 400:
-                    body = await response.read()
-                    raise self._status_error(response.status, body, response.headers)
-                yield _Download(response)
+            response = await self._http().get(
+                url,
+                params=params,
+                headers=_BINARY,
+                proxy=self._proxy,
+                timeout=self._stream_timeout,
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise exceptions.ProviderUnavailable(f"download broke: {_why(exc)}") from exc
+        # Only the request's own failures are mapped here; what the caller raises while it
+        # reads passes through as it is (reading errors are mapped in `_Download.chunks`).
+        async with response:
+            if response.status >= 400:
+                try:
+                    body = await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    body = b""
+                raise self._status_error(response.status, body, response.headers)
+            yield _Download(response)
 
     def _status_error(
         self, status: int, body: bytes, headers: Mapping[str, str]
@@ -200,6 +218,8 @@ def _remote(video: Mapping[str, Any]) -> RemoteVideo:
     if isinstance(error_obj, Mapping):
         code = str(error_obj.get("code") or "failed")
         error = ErrorInfo(code, str(error_obj.get("message") or code))
+    elif isinstance(error_obj, str) and error_obj:
+        error = ErrorInfo("failed", error_obj)
     seconds = video.get("seconds")
     return RemoteVideo(
         video_id=str(video["id"]),
@@ -222,7 +242,11 @@ def _env_proxy(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and urllib.parse.urlsplit(proxy).scheme not in ("http", "https"):
+        raise exceptions.ConfigError(f"proxy {proxy!r}: only http(s) proxies are supported")
+    return proxy
 
 
 def _text(value: object) -> str | None:

@@ -7,8 +7,15 @@ SQLite itself spends on it (measured: every statement, BEGIN and COMMIT is a hop
 driver's thread and back through greenlets), and writers took SQLite's one write lock in turn.
 Here the writes queue up while a transaction is in flight (no timer: a lone write goes at
 once), and the next transaction takes them all, as plain synchronous SQLAlchemy Core in one
-dedicated thread. Each caller still returns only after its write is committed, so what a
-caller was told is durable exactly as before.
+dedicated thread. Each caller returns success only after its write is committed.
+
+Failures: a write that breaks the shared transaction (a constraint, a value the driver cannot
+take) fails alone and the others are tried again one by one, since nothing was committed. When
+BEGIN, COMMIT or the connection fails, nobody can tell whether the batch committed, so every
+write in it fails with that error and none is run again (a retry could append an event twice);
+the worker treats that like any database error, and the leases expire. A caller cancelled
+while its batch is in flight gets CancelledError although its write may still commit; the
+lease token keeps that harmless (the worker's next write of the row is refused or is newer).
 """
 
 from __future__ import annotations
@@ -26,6 +33,16 @@ from reelwatch import exceptions
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
 Outcome = tuple[Any, BaseException | None]
+
+
+class _WriteFailed(Exception):
+    """A write raised inside the shared transaction, before COMMIT (so nothing committed)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
 
 # Writes that raise one of these wrote nothing (they check before they change anything), so
 # the rest of the transaction goes on without them.
@@ -70,14 +87,21 @@ class GroupCommit:
                 works = [work for work, _ in batch]
                 try:
                     outcomes = await loop.run_in_executor(self._thread, self._together, works)
-                except Exception:
-                    # Something broke the shared transaction (a constraint, a dropped
-                    # connection): it rolled back, so each write is tried again on its own
-                    # and only the one at fault fails.
-                    outcomes = [
-                        await loop.run_in_executor(self._thread, self._alone, work)
-                        for work in works
-                    ]
+                except _WriteFailed as failed:
+                    # One write broke the transaction; it rolled back with nothing committed,
+                    # so the others are tried again on their own and only that one fails.
+                    outcomes = []
+                    for index, work in enumerate(works):
+                        if index == failed.index:
+                            outcomes.append((None, failed.error))
+                        else:
+                            outcomes.append(
+                                await loop.run_in_executor(self._thread, self._alone, work)
+                            )
+                except Exception as exc:
+                    # BEGIN, COMMIT or the connection failed: the batch may or may not have
+                    # committed, so each write fails with the error and none runs again.
+                    outcomes = [(None, exc)] * len(works)
                 self._committed()
                 for (_, future), (result, error) in zip(batch, outcomes, strict=True):
                     _settle(future, result, error)
@@ -91,11 +115,13 @@ class GroupCommit:
     def _together(self, works: list[Work]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         with self._begin() as conn:
-            for work in works:
+            for index, work in enumerate(works):
                 try:
                     outcomes.append((work(conn), None))
                 except _HARMLESS as exc:
                     outcomes.append((None, exc))
+                except Exception as exc:
+                    raise _WriteFailed(index, exc) from exc
         return outcomes
 
     def _alone(self, work: Work) -> Outcome:
