@@ -24,6 +24,11 @@ def _f(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _measured(data: dict[str, Any], extra: str = "") -> str:
+    """The line under each table: when, which commit, which command."""
+    return f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`{extra}."
+
+
 def lag() -> str:
     data = _load("lag")
     if data is None:
@@ -49,9 +54,7 @@ def lag() -> str:
     )
     rows.append("")
     rows += [f"- target `{k}`: {'met' if v else 'not met'}" for k, v in data["targets"].items()]
-    return "\n".join(rows) + (
-        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
-    )
+    return "\n".join(rows) + _measured(data)
 
 
 def scale() -> str:
@@ -75,9 +78,7 @@ def scale() -> str:
         )
     rows.append("")
     rows += [f"- target `{k}`: {'met' if v else 'not met'}" for k, v in data["targets"].items()]
-    return "\n".join(rows) + (
-        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
-    )
+    return "\n".join(rows) + _measured(data)
 
 
 def download() -> str:
@@ -110,9 +111,7 @@ def download() -> str:
     for name, target in data["targets"].items():
         detail = ", ".join(f"{k} {v}" for k, v in target.items() if k != "met")
         rows.append(f"- target `{name}`: {'met' if target['met'] else 'not met'} ({detail})")
-    return "\n".join(rows) + (
-        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`."
-    )
+    return "\n".join(rows) + _measured(data)
 
 
 def api() -> str:
@@ -139,10 +138,7 @@ def api() -> str:
     for db, met in data["targets"]["met"].items():
         verdict = "met" if met else "not met"
         rows.append(f"- target p99 <= {limit:.0f} ms on {names.get(db, db)}: {verdict}")
-    return "\n".join(rows) + (
-        f"\n\nMeasured {data['when']} (commit {data['commit']}) with `{data['command']}`, "
-        f"{data['rows']:,} rows."
-    )
+    return "\n".join(rows) + _measured(data, f", {data['rows']:,} rows")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -163,25 +164,32 @@ def test_bad_settings_and_unreachable_database_are_one_line(env: dict[str, str])
     assert nokey.returncode == 1 and "OPENAI_API_KEY" in nokey.stderr
 
 
-def test_worker_stops_cleanly_on_sigterm(env: dict[str, str]) -> None:
-    """SIGTERM: the worker stops claiming, finishes, and exits 0."""
+@contextlib.contextmanager
+def started_worker(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`reelwatch worker ARGS` as a process, once it has said it started; killed if left."""
     with subprocess.Popen(
-        [sys.executable, "-m", "reelwatch", "worker"],
+        [sys.executable, "-m", "reelwatch", "worker", *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
         try:
             assert proc.stderr is not None
-            line = proc.stderr.readline()  # "worker started"
-            assert "worker_start" in line
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            assert "worker_stop" in proc.stderr.read()
+            assert "worker_start" in proc.stderr.readline()
+            yield proc
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_worker_stops_cleanly_on_sigterm(env: dict[str, str]) -> None:
+    """SIGTERM: the worker stops claiming, finishes, and exits 0."""
+    with started_worker(env) as proc:
+        assert proc.stderr is not None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "worker_stop" in proc.stderr.read()
 
 
 def _free_port() -> int:
@@ -197,42 +205,30 @@ def test_worker_serves_its_own_metrics(env: dict[str, str]) -> None:
     import httpx
 
     port = _free_port()
-    with subprocess.Popen(
-        [sys.executable, "-m", "reelwatch", "worker", "--metrics-port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stderr is not None
-            assert "worker_start" in proc.stderr.readline()
-            busy = rw(env, "worker", "--metrics-port", str(port))
-            assert busy.returncode == 1 and busy.stderr.count("\n") == 1
-            assert f"127.0.0.1:{port}" in busy.stderr
-            submitted = rw(env, "submit", "measured", "--json")
-            assert submitted.returncode == 0, submitted.stderr
-            text = ""
-            for _ in range(150):
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-                if "reelwatch_download_bytes_total 0.0" not in text:
-                    break
-                time.sleep(0.1)
-            samples = {
-                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("reelwatch_")
-            }
-            assert samples['reelwatch_status_checks_total{outcome="ok"}'] >= 1
-            assert samples["reelwatch_download_bytes_total"] > 0
-            assert samples["reelwatch_detection_lag_seconds_count"] == 1
-            assert not any(name.startswith("reelwatch_generations") for name in samples)
-            assert "reelwatch_queue_depth" not in samples
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with started_worker(env, "--metrics-port", str(port)) as proc:
+        busy = rw(env, "worker", "--metrics-port", str(port))
+        assert busy.returncode == 1 and busy.stderr.count("\n") == 1
+        assert f"127.0.0.1:{port}" in busy.stderr
+        submitted = rw(env, "submit", "measured", "--json")
+        assert submitted.returncode == 0, submitted.stderr
+        text = ""
+        for _ in range(150):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            if "reelwatch_download_bytes_total 0.0" not in text:
+                break
+            time.sleep(0.1)
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("reelwatch_")
+        }
+        assert samples['reelwatch_status_checks_total{outcome="ok"}'] >= 1
+        assert samples["reelwatch_download_bytes_total"] > 0
+        assert samples["reelwatch_detection_lag_seconds_count"] == 1
+        assert not any(name.startswith("reelwatch_generations") for name in samples)
+        assert "reelwatch_queue_depth" not in samples
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
 
 
 def test_db_upgrade(env: dict[str, str]) -> None:
