@@ -457,7 +457,4 @@ def _plot(databases: dict[str, Any], rows: int) -> None:
     ax.set_title(f"GET /api/generations, limit={PAGE}, {rows:,} rows, sequential")
     ax.legend(fontsize=8, ncols=3)
     ax.set_ylim(0, max(TARGET_P99_MS, *(max(v) for *_, v in series)) * 1.2)
-    fig.tight_layout()
-    common.PLOTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(common.PLOTS / "api.png", dpi=120)
-    plt.close(fig)
+    common.save_plot(fig, "api.png", dpi=120)

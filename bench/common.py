@@ -144,3 +144,13 @@ def write(scenario: str, data: dict[str, Any], *, quick: bool) -> Path:
     }
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return path
+
+
+def save_plot(fig: Any, name: str, *, dpi: int = 110) -> None:
+    """Lay out a matplotlib figure, write it to docs/benchmarks/<name>, and free it."""
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(PLOTS / name, dpi=dpi)
+    plt.close(fig)

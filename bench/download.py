@@ -282,7 +282,6 @@ def plot(results: dict[str, list[dict[str, Any]]], large: int, small: int) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    common.PLOTS.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     lines = {
         "reelwatch_large": f"reelwatch, {large // MIB} MiB (streamed to disk)",
@@ -303,6 +302,4 @@ def plot(results: dict[str, list[dict[str, Any]]], large: int, small: int) -> No
     ax.set_title("Memory while downloading one video (median run)")
     ax.legend()
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(common.PLOTS / "download.png", dpi=110)
-    plt.close(fig)
+    common.save_plot(fig, "download.png")

@@ -353,7 +353,6 @@ def plot(results: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    common.PLOTS.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, figures in results.items():
         values = sorted(figures["lags"])
@@ -364,17 +363,13 @@ def plot(results: dict[str, Any]) -> None:
     ax.set_ylabel("fraction of generations")
     ax.legend()
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(common.PLOTS / "lag-cdf.png", dpi=110)
-    plt.close(fig)
+    common.save_plot(fig, "lag-cdf.png")
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = list(results)
     ax.bar(names, [results[n]["status_requests_per_generation"] for n in names])
     ax.set_ylabel("status requests per generation")
-    fig.tight_layout()
-    fig.savefig(common.PLOTS / "lag-requests.png", dpi=110)
-    plt.close(fig)
+    common.save_plot(fig, "lag-requests.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, figures in results.items():
@@ -385,6 +380,4 @@ def plot(results: dict[str, Any]) -> None:
     ax.set_ylabel("RSS (MiB)")
     ax.legend()
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(common.PLOTS / "lag-rss.png", dpi=110)
-    plt.close(fig)
+    common.save_plot(fig, "lag-rss.png")
