@@ -75,7 +75,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         present = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename IN ('events', 'generations', 'webhook_deliveries')"
+            " AND tablename <> 'alembic_version'"
         ).fetchall()
         if present:
             conn.execute("TRUNCATE " + ", ".join(row[0] for row in present))

@@ -637,7 +637,7 @@ async def test_claim_leases_an_active_row_before_it_is_due(store: Store) -> None
     g = await add(store, next_poll_at=at(3600))
     claim = await store.claim(g.id, owner="cli", now=T0, lease_s=LEASE_S)
     assert claim is not None
-    assert claim.generation == g
+    assert claim.generation == dataclasses.replace(g, claims=1)  # claims are counted
     assert claim.lease_expires_at == at(LEASE_S)
     assert await store.claim(g.id, owner="other", now=at(1), lease_s=LEASE_S) is None
     await store.apply(claim, decision(g), now=at(2))

@@ -49,6 +49,7 @@ def download_trouble(g: Generation, now: datetime) -> str | None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Attention:
+    quarantined: list[Generation]  # set aside: workers kept failing on them
     stuck: list[Generation]
     timed_out: list[Generation]
     failed_by_code: list[tuple[str, int]]
@@ -57,7 +58,9 @@ class Attention:
 
     @property
     def empty(self) -> bool:
-        return not (self.stuck or self.timed_out or self.failed or self.downloads)
+        return not (
+            self.quarantined or self.stuck or self.timed_out or self.failed or self.downloads
+        )
 
 
 def attention(
@@ -71,6 +74,7 @@ def attention(
     timed_out = [g for g in failed if g.timed_out]
     codes = Counter(g.error.code if g.error else "unknown" for g in failed)
     return Attention(
+        quarantined=[g for g in active if g.attention is not None],
         stuck=[g for g in active if suspected_stuck(g, now, policy)],
         timed_out=timed_out,
         failed_by_code=codes.most_common(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
@@ -20,11 +21,24 @@ Progress = Callable[[Variant, int, int | None], Awaitable[None]]
 
 
 class DownloadError(exceptions.ReelwatchError):
-    """A download failed; the assets stored before it are kept."""
+    """A download failed; the assets stored before it are kept.
 
-    def __init__(self, message: str, stored: Mapping[Variant, Asset]) -> None:
+    `code` is `disk_full` (no space left for the file), `rate_limited` (a 429, with its
+    `retry_after_s`) or `download_failed` (anything else: truncated, 5xx, connection).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        stored: Mapping[Variant, Asset],
+        *,
+        code: str = "download_failed",
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.stored = dict(stored)
+        self.code = code
+        self.retry_after_s = retry_after_s
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,22 +73,43 @@ async def fetch(
         except (exceptions.ProviderError, storage.Truncated, OSError) as exc:
             return exc
 
-    # The assets are fetched side by side: each is a separate request to the provider.
-    outcomes = await asyncio.gather(*(attempt(v) for v in wanted))
+    # The assets are fetched side by side: each is a separate request to the provider. A task
+    # group, so that anything else (a lost lease) stops the siblings too.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(attempt(v), name=f"download-{v.value}") for v in wanted]
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None  # the caller handles one error, as raised
+    outcomes = [task.result() for task in tasks]
     stored: dict[Variant, Asset] = {}
     skipped: list[Variant] = []
     failure: tuple[Variant, BaseException] | None = None
+    wait: float | None = None
     for variant, outcome in zip(wanted, outcomes, strict=True):
         if isinstance(outcome, Asset):
             stored[variant] = outcome
-        elif isinstance(outcome, exceptions.ProviderNotFound) and variant is not Variant.VIDEO:
+            continue
+        if isinstance(outcome, exceptions.ProviderRateLimited):
+            wait = max(wait or 0.0, outcome.retry_after_s or 0.0)
+        if isinstance(outcome, exceptions.ProviderNotFound) and variant is not Variant.VIDEO:
             skipped.append(variant)
         elif failure is None or variant is Variant.VIDEO:
             failure = (variant, outcome)
     if failure is not None:
         variant, exc = failure
-        raise DownloadError(f"{variant.value}: {exc}", stored) from exc
+        raise DownloadError(
+            f"{variant.value}: {exc}",
+            stored,
+            code=_code(exc, rate_limited=wait is not None),
+            retry_after_s=wait,
+        ) from exc
     return Result(stored, skipped)
+
+
+def _code(exc: BaseException, *, rate_limited: bool) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    return "rate_limited" if rate_limited else "download_failed"
 
 
 async def _one(

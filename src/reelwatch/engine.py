@@ -18,22 +18,27 @@ import socket
 import time
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from reelwatch import clock, downloads, exceptions, lifecycle, schedule, storage
+from reelwatch import breaker, clock, downloads, exceptions, lifecycle, schedule, storage
 
 if TYPE_CHECKING:
     from reelwatch import metrics
 from reelwatch.models import ErrorInfo, Generation, RemoteStatus, RemoteVideo, Status, Variant
 from reelwatch.providers.base import CreateRequest, Provider
 from reelwatch.settings import Settings
-from reelwatch.store import Claim, Store
+from reelwatch.store import Claim, Store, database_error
 
 log = structlog.get_logger("reelwatch.engine")
 
 LOOK_AGAIN_S = 1.0  # the longest an idle worker goes without looking for due rows
+POISON_CLAIMS = 5  # claims without a step written before a generation is set aside
+RECONNECT_BASE_S = 0.25  # the loop's backoff after a database error: full jitter, capped
+RECONNECT_MAX_S = 2.0
+SWEEP_EVERY_S = 60.0  # how often the janitor looks for orphaned temp files
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,34 +80,14 @@ class Summary:
         }
 
 
-class Budget:
-    """A token bucket of provider requests per minute, refilled from the clock.
+@dataclasses.dataclass(slots=True)
+class Health:
+    """What `/readyz` and the supervisor need to know about a running loop."""
 
-    The worker claims no more generations than the bucket holds, so it never has to wait for a
-    token while holding a lease.
-    """
-
-    def __init__(self, per_minute: int, clock: clock.Clock) -> None:
-        self._rate = per_minute / 60.0
-        self._capacity = max(1.0, per_minute / 6.0)  # at most ten seconds' worth at once
-        self._tokens = self._capacity
-        self._clock = clock
-        self._at = clock.now()
-
-    def available(self) -> int:
-        now = self._clock.now()
-        elapsed = max(0.0, (now - self._at).total_seconds())
-        self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
-        self._at = now
-        return max(0, int(self._tokens))
-
-    def spend(self, n: int = 1) -> None:
-        self._tokens -= n
-
-    def wait_s(self) -> float:
-        """Seconds until at least one token is there again (0 if one is there now)."""
-        self.available()
-        return max(0.0, (1.0 - self._tokens) / self._rate)
+    running: bool = False
+    last_loop_at: float | None = None  # monotonic time of the last step that reached the DB
+    db_error: str | None = None  # the last database error, until a step succeeds again
+    db_error_since: float | None = None
 
 
 def policy_from(settings: Settings) -> schedule.Policy:
@@ -139,10 +124,13 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.variants = [Variant(v) for v in settings.variants]
         self._rng = rng or random.Random()
-        self._budget = Budget(settings.requests_per_minute, clock)
         self.metrics: metrics.Metrics | None = None
+        self.health = Health()
+        self.breaker = breaker.Breaker()
         self.progress_every_s = min(1.0, settings.lease_seconds / 3)  # download progress reports
-        self._paused_until: datetime | None = None
+        self._paused_until: datetime | None = None  # this worker's copy of the shared pause
+        self._budget_wait_s = 0.0  # how long the shared budget said to wait, at the last claim
+        self._swept_at: float | None = None
         self._wake = asyncio.Event()
 
     # --- one cycle (worker --once, cron) ----------------------------------------------------
@@ -156,6 +144,7 @@ class Engine:
         """
         started = time.perf_counter()
         summary = Summary()
+        await self._sweep()
         while summary.processed < self.settings.batch_size:
             room = min(self.settings.concurrency, self.settings.batch_size - summary.processed)
             claims = await self._claim(room)
@@ -183,42 +172,102 @@ class Engine:
 
         Claims as many due generations as there are free slots (and request budget), then
         waits for the first of: a slot freeing, a wake-up, the next due time, or `stop`.
+        Supervised from inside: a database error in any step of the loop is logged in one
+        line and retried after a short jittered backoff, however long the outage; only an
+        error no retry can fix (a missing schema) ends the loop, with that error.
         """
         inflight: set[asyncio.Task[None]] = set()
         freed = asyncio.Event()
         summary = Summary()
+        errors_in_a_row = 0
 
         def done(task: asyncio.Task[None]) -> None:
             inflight.discard(task)
             freed.set()
 
         log.info("worker started", action="worker_start", owner=self.owner)
-        while not stop.is_set():
-            freed.clear()
-            self._wake.clear()
-            free = self.settings.concurrency - len(inflight)
-            wanted = min(free, self.settings.batch_size)
-            claims = await self._claim(wanted) if wanted > 0 else []
-            for claim in claims:
-                task = asyncio.create_task(
-                    self._guarded(claim, summary), name=f"advance-{claim.generation.id}"
-                )
-                inflight.add(task)
-                task.add_done_callback(done)
-            if wanted == 0:
-                await _first(stop, freed)  # every slot busy
-            elif claims and len(claims) == wanted:
-                await asyncio.sleep(0)  # there may be more due right now
-            elif (budget_wait := self._budget.wait_s()) > 0:
-                await _first(stop, within_s=budget_wait)  # out of requests for now
-            else:
-                await _first(stop, self._wake, freed, within_s=await self._idle_s())
-        log.info("worker stopping", action="worker_stop", inflight=len(inflight))
-        if inflight:
-            _, pending = await asyncio.wait(inflight, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        self._up(True)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._loop_step(stop, freed, inflight, done, summary)
+                except Exception as exc:
+                    fatal = database_error(exc)
+                    if fatal is None or fatal.fatal:
+                        raise
+                    errors_in_a_row += 1
+                    delay = self._reconnect_s(errors_in_a_row)
+                    self._db_failed(fatal.reason)
+                    log.warning(
+                        f"database error, retrying in {delay:.1f}s: {fatal.reason}",
+                        action="db_error",
+                        retry_in_s=round(delay, 2),
+                        errors_in_a_row=errors_in_a_row,
+                    )
+                    await _first(stop, within_s=delay)
+                else:
+                    if errors_in_a_row:
+                        log.info("database reachable again", action="db_recovered")
+                    errors_in_a_row = 0
+        finally:
+            log.info("worker stopping", action="worker_stop", inflight=len(inflight))
+            if inflight:
+                _, pending = await asyncio.wait(inflight, timeout=grace_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            self._up(False)
+
+    async def _loop_step(
+        self,
+        stop: asyncio.Event,
+        freed: asyncio.Event,
+        inflight: set[asyncio.Task[None]],
+        done: Any,
+        summary: Summary,
+    ) -> None:
+        freed.clear()
+        self._wake.clear()
+        await self._sweep()
+        free = self.settings.concurrency - len(inflight)
+        wanted = min(free, self.settings.batch_size)
+        claims = await self._claim(wanted) if wanted > 0 else []
+        self._db_ok()
+        for claim in claims:
+            task = asyncio.create_task(
+                self._guarded(claim, summary), name=f"advance-{claim.generation.id}"
+            )
+            inflight.add(task)
+            task.add_done_callback(done)
+        if wanted == 0:
+            await _first(stop, freed)  # every slot busy
+        elif claims and len(claims) == wanted:
+            await asyncio.sleep(0)  # there may be more due right now
+        elif self._budget_wait_s > 0:
+            await _first(stop, within_s=min(self._budget_wait_s, LOOK_AGAIN_S * 10))
+        else:
+            await _first(stop, self._wake, freed, within_s=await self._idle_s())
+
+    def _reconnect_s(self, errors_in_a_row: int) -> float:
+        ceiling = min(RECONNECT_MAX_S, RECONNECT_BASE_S * 2.0 ** min(errors_in_a_row - 1, 10))
+        return max(0.05, self._rng.random() * ceiling)
+
+    def _up(self, running: bool) -> None:
+        self.health.running = running
+        if self.metrics is not None:
+            self.metrics.worker_up.set(1 if running else 0)
+
+    def _db_ok(self) -> None:
+        self.health.last_loop_at = time.monotonic()
+        self.health.db_error = None
+        self.health.db_error_since = None
+
+    def _db_failed(self, reason: str) -> None:
+        if self.health.db_error_since is None:
+            self.health.db_error_since = time.monotonic()
+        self.health.db_error = reason
+        if self.metrics is not None:
+            self.metrics.database_errors.inc()
 
     async def _idle_s(self) -> float:
         """How long the worker may sleep: until the next due row, and never long.
@@ -231,24 +280,60 @@ class Engine:
         now = self.clock.now()
         if self._paused_until is not None and self._paused_until > now:
             return min(cap, (self._paused_until - now).total_seconds())
+        if (wait := self.breaker.wait_s(now)) > 0:
+            return min(cap, wait)
         due = await self.store.next_due_at()
         if due is None:
             return cap
         return max(0.0, min(cap, (due - now).total_seconds()))
 
     async def _claim(self, limit: int) -> list[Claim]:
+        """Claim due rows of this provider, as many as the shared pause, the shared request
+        budget and this worker's circuit breaker allow."""
         now = self.clock.now()
         if self._paused_until is not None and self._paused_until > now:
             return []
-        limit = min(limit, self._budget.available())
-        return await self.store.claim_due(
-            owner=self.owner, now=now, limit=limit, lease_s=self.settings.lease_seconds
+        allowed = self.breaker.allowance(now)
+        if allowed is not None:
+            limit = min(limit, allowed)
+        if limit <= 0:
+            return []
+        claims, gate = await self.store.claim_for(
+            self.provider.name,
+            owner=self.owner,
+            now=now,
+            limit=limit,
+            lease_s=self.settings.lease_seconds,
+            per_minute=self.settings.requests_per_minute,
         )
+        self._budget_wait_s = gate.budget_wait_s
+        if gate.paused_until is not None and gate.paused_until > now:
+            self._paused_until = gate.paused_until  # another worker met a 429
+        return claims
+
+    async def _sweep(self) -> None:
+        """Remove temp files orphaned by a process that died mid-download (at most a minute
+        apart); a file untouched for twice the longest silence a live download allows."""
+        if self._swept_at is not None and time.monotonic() - self._swept_at < SWEEP_EVERY_S:
+            return
+        self._swept_at = time.monotonic()
+        quiet_s = 2 * max(self.settings.lease_seconds, self.settings.request_timeout_seconds)
+        try:
+            removed = await asyncio.to_thread(
+                self.storage.sweep_temp, older_than_s=quiet_s, now_s=time.time()
+            )
+        except OSError as exc:
+            log.warning(f"temp file sweep failed: {exc}", action="sweep_error")
+            return
+        if removed:
+            log.info(f"removed {removed} orphaned temp file(s)", action="sweep", removed=removed)
+            if self.metrics is not None:
+                self.metrics.temp_removed.inc(removed)
 
     async def _guarded(self, claim: Claim, summary: Summary) -> None:
         """Advance one generation; whatever goes wrong stays with it."""
         try:
-            after = await self.advance(claim)
+            after = await self.advance(claim, prepaid=1)
             summary.count(claim.generation.status, after)
         except exceptions.LeaseLost:
             log.info("lease lost", action="lease_lost", generation=claim.generation.id)
@@ -257,20 +342,57 @@ class Engine:
             raise
         except Exception as exc:
             summary.errors += 1
+            trouble = database_error(exc)
+            if trouble is not None:
+                self._db_failed(trouble.reason)
+                log.warning(
+                    f"database error on {claim.generation.id}: {trouble.reason}",
+                    action="db_error",
+                    generation=claim.generation.id,
+                )
+                await self._release_when_back(claim)
+                return
             log.exception("advance failed", action="advance_error", generation=claim.generation.id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            obs: lifecycle.Observation = lifecycle.Transient(reason)
-            if claim.generation.status is Status.PENDING:
-                obs = lifecycle.SubmitLost(reason)  # a create may have gone out: reconcile first
             with contextlib.suppress(Exception):
-                await self._apply(claim, obs)
+                await self._apply(claim, lifecycle.Crashed(reason))
+
+    async def _release_when_back(self, claim: Claim) -> None:
+        """Give the lease back as soon as the database answers again, so the generation moves
+        on within seconds of an outage rather than when its lease runs out. Whether the failed
+        write committed is unknown; the token makes this harmless either way (a committed
+        release left no token to match)."""
+        deadline = time.monotonic() + self.settings.lease_seconds
+        tries = 0
+        while time.monotonic() < deadline:
+            try:
+                await self.store.release([claim])
+                return
+            except Exception as exc:
+                if database_error(exc) is None:
+                    raise
+                tries += 1
+                await asyncio.sleep(self._reconnect_s(tries))
 
     # --- one step of one generation ---------------------------------------------------------
 
-    async def advance(self, claim: Claim) -> Generation:
-        """Take a claimed generation one step and release it; returns the stored result."""
+    async def advance(self, claim: Claim, *, prepaid: int = 0) -> Generation:
+        """Take a claimed generation one step and release it; returns the stored result.
+
+        `prepaid` is how many provider requests the claim already took from the shared budget
+        (a claim takes one); any beyond are taken as they are made.
+        """
+        paid = _Paid(prepaid)
+        if claim.generation.claims > POISON_CLAIMS:
+            claim = await self._apply(claim, lifecycle.Quarantined(claim.generation.claims - 1))
+            log.warning(
+                f"{claim.generation.id} quarantined: claimed too often without a step",
+                action="quarantined",
+                generation=claim.generation.id,
+            )
+            return claim.generation
         while True:
-            observation = await self._observe(claim)
+            claim, observation = await self._observe(claim, paid)
             expected = _follow_on(observation)
             claim = await self._apply(claim, observation, release=expected is None)
             if expected is None or claim.generation.status is not expected:
@@ -297,56 +419,131 @@ class Engine:
             outcome=type(observation).__name__,
             latency_ms=event.data.get("latency_ms"),
         )
-        if isinstance(observation, lifecycle.RateLimited) and not observation.local:
-            self._paused_until = g.next_poll_at
+        match observation:
+            case (
+                lifecycle.RateLimited(local=False) | lifecycle.DownloadFailed(code="rate_limited")
+            ) if g.next_poll_at is not None:
+                await self._pause(g.next_poll_at, now)
         return claim
 
-    async def _observe(self, claim: Claim) -> lifecycle.Observation:
+    async def _pause(self, until: datetime, now: datetime) -> None:
+        """A 429: this worker stops at once, and every other worker of the provider at its
+        next claim (the pause is a row they all read)."""
+        if self._paused_until is None or self._paused_until < until:
+            self._paused_until = until
+        await self.store.pause(self.provider.name, until=until, now=now)
+
+    async def _observe(self, claim: Claim, paid: _Paid) -> tuple[Claim, lifecycle.Observation]:
         g = claim.generation
         now = self.clock.now()
         if self._paused_until is not None and self._paused_until > now:
             wait = (self._paused_until - now).total_seconds()
-            return lifecycle.RateLimited(wait, "this worker is paused after a 429", local=True)
+            return claim, lifecycle.RateLimited(wait, "paused after a 429", local=True)
+        if self.breaker.state(now) is breaker.State.OPEN:
+            until = self.breaker.reopens_at
+            return claim, lifecycle.Wait(until, "the provider keeps failing (circuit open)")
         match g.status:
             case Status.PENDING if g.submit_ambiguous:
-                return await self._call(self._reconcile(g), phase="reconcile")
+                sent = g.submit_started_at
+                ready = sent + timedelta(seconds=self.policy.reconcile_delay_s) if sent else now
+                if ready > now:
+                    # A create sent moments ago may still be running or about to show up in
+                    # the list: looking now could find nothing and pay again.
+                    return claim, lifecycle.Wait(ready, "a create is in flight")
+                return claim, await self._call(claim, paid, self._reconcile(g), "reconcile")
             case Status.PENDING:
-                await self.store.mark_submitting(claim, now=now)
-                return await self._call(self._submit(g), phase="submit")
+                claim = await self.store.mark_submitting(
+                    claim, now=now, reconcile_after_s=self.policy.reconcile_delay_s
+                )
+                submit = self._submit(claim.generation)
+                return claim, await self._call(claim, paid, submit, "submit")
             case Status.DOWNLOADING:
-                return await self._download(claim)
+                return claim, await self._download(claim, paid)
             case _:
-                return await self._call(self._poll(g))
+                return claim, await self._call(claim, paid, self._poll(g))
 
     async def _call(
-        self, work: Awaitable[lifecycle.Observation], *, phase: str = "poll"
+        self,
+        claim: Claim,
+        paid: _Paid,
+        work: Awaitable[lifecycle.Observation],
+        phase: str = "poll",
     ) -> lifecycle.Observation:
         """Run one provider call and turn its failure modes into observations.
 
         `phase` is "submit", "reconcile" or "poll": a 404 means a vanished job only for a poll,
         and an unanswered create is ambiguous (it may exist) rather than merely transient.
+        The lease is renewed while the call runs (a create or a list can be slow), and the
+        circuit breaker is told how it went.
         """
-        self._budget.spend()
+        await self._spend(paid, 1)
+        self.breaker.started(self.clock.now())
         started = time.perf_counter()
         try:
-            return await work
-        except exceptions.ProviderRateLimited as exc:
-            return lifecycle.RateLimited(exc.retry_after_s, exc.message)
-        except exceptions.ProviderNotFound as exc:
-            if phase == "submit":
-                return lifecycle.SubmitRejected(ErrorInfo("not_found", exc.message), 404)
-            if phase == "reconcile":
-                return lifecycle.Transient(f"listing videos: HTTP 404: {exc.message}")
-            return lifecycle.Vanished(exc.message, time.perf_counter() - started)
-        except exceptions.ProviderRejected as exc:
-            if phase == "submit":
-                error = ErrorInfo(exc.error_code, exc.message)
-                return lifecycle.SubmitRejected(error, exc.http_status)
-            return lifecycle.Transient(f"HTTP {exc.http_status}: {exc.message}")
+            observation = await self._holding(claim, work)
         except exceptions.ProviderUnavailable as exc:
+            self._breaker_failed()
             if phase == "submit":
                 return lifecycle.SubmitLost(exc.message)
             return lifecycle.Transient(exc.message, time.perf_counter() - started)
+        except exceptions.ProviderError as exc:
+            self._breaker_ok()
+            return _refusal(exc, phase, time.perf_counter() - started)
+        self._breaker_ok()
+        return observation
+
+    def _breaker_ok(self) -> None:
+        self.breaker.succeeded()
+        if self.metrics is not None:
+            self.metrics.circuit_open.labels(self.provider.name).set(0)
+
+    def _breaker_failed(self) -> None:
+        if self.breaker.failed(self.clock.now()):
+            log.warning(
+                f"{self.provider.name} keeps failing: circuit open for "
+                f"{self.breaker.open_for_s:g}s",
+                action="circuit_open",
+                provider=self.provider.name,
+            )
+            if self.metrics is not None:
+                self.metrics.circuit_open.labels(self.provider.name).set(1)
+
+    async def _spend(self, paid: _Paid, requests: int) -> None:
+        """Take requests from the shared budget, beyond what the claim already took."""
+        covered = min(paid.requests, requests)
+        paid.requests -= covered
+        if requests > covered:
+            await self.store.spend(self.provider.name, requests - covered)
+
+    async def _holding(self, claim: Claim, work: Awaitable[T]) -> T:
+        """Await `work` while renewing the claim's lease every third of the lease time.
+
+        A renewal that fails on a database error is tried again at the next tick; one that
+        finds the lease gone stops renewing (the write at the end will be refused).
+        """
+        every_s = self.settings.lease_seconds / 3
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    await self.store.extend(
+                        claim, now=self.clock.now(), lease_s=self.settings.lease_seconds
+                    )
+                except exceptions.LeaseLost:
+                    log.warning("lease lost during a call", generation=claim.generation.id)
+                    return
+                except Exception as exc:
+                    if database_error(exc) is None:
+                        raise
+                    log.warning("lease renewal failed", generation=claim.generation.id)
+
+        renewer = asyncio.create_task(renew(), name=f"renew-{claim.generation.id}")
+        try:
+            return await work
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
 
     async def _submit(self, g: Generation) -> lifecycle.Observation:
         started = time.perf_counter()
@@ -373,19 +570,38 @@ class Engine:
         free.sort(key=lambda v: v.created_at or since)
         return lifecycle.Reconciled(free[0] if free else None)
 
-    async def _download(self, claim: Claim) -> lifecycle.Observation:
+    async def _download(self, claim: Claim, paid: _Paid) -> lifecycle.Observation:
         started = time.perf_counter()
-        self._budget.spend(len(self.variants))
+        await self._spend(paid, len(self.variants))
+        self.breaker.started(self.clock.now())
+        held = claim
 
         async def report(variant: Variant, done: int, total: int | None) -> None:
-            await self.store.download_progress(
-                claim,
-                variant=variant.value,
-                done=done,
-                total=total,
-                now=self.clock.now(),
-                lease_s=self.settings.lease_seconds,
-            )
+            # Progress renews the lease. If the database is unreachable the download goes on
+            # while the lease lasts, and stops (without storing anything) once it is nearly
+            # gone, because another worker may then take the generation over.
+            nonlocal held
+            now = self.clock.now()
+            try:
+                held = await self.store.download_progress(
+                    held,
+                    variant=variant.value,
+                    done=done,
+                    total=total,
+                    now=now,
+                    lease_s=self.settings.lease_seconds,
+                )
+            except exceptions.LeaseLost:
+                raise
+            except Exception as exc:
+                trouble = database_error(exc)
+                if trouble is None:
+                    raise
+                margin = timedelta(seconds=min(5.0, self.settings.lease_seconds / 4))
+                if now >= held.lease_expires_at - margin:
+                    raise exceptions.LeaseLost(
+                        f"lease about to expire and cannot be renewed: {trouble.reason}"
+                    ) from exc
 
         try:
             result = await downloads.fetch(
@@ -397,8 +613,44 @@ class Engine:
                 progress_every_s=self.progress_every_s,
             )
         except downloads.DownloadError as exc:
-            return lifecycle.DownloadFailed(exc.message, exc.stored)
+            if exc.code == "download_failed" and isinstance(
+                exc.__cause__, exceptions.ProviderUnavailable
+            ):
+                self._breaker_failed()
+            elif exc.code != "disk_full":
+                self._breaker_ok()
+            return lifecycle.DownloadFailed(
+                exc.message, exc.stored, code=exc.code, retry_after_s=exc.retry_after_s
+            )
+        self._breaker_ok()
         return lifecycle.Downloaded(result.assets, time.perf_counter() - started)
+
+
+@dataclasses.dataclass(slots=True)
+class _Paid:
+    """Provider requests one step has already taken from the shared budget, not yet made."""
+
+    requests: int
+
+
+def _refusal(exc: exceptions.ProviderError, phase: str, latency_s: float) -> lifecycle.Observation:
+    """A provider's answer that refuses the call (429, 404, other 4xx) as an observation."""
+    match exc:
+        case exceptions.ProviderRateLimited():
+            return lifecycle.RateLimited(exc.retry_after_s, exc.message)
+        case exceptions.ProviderNotFound():
+            if phase == "submit":
+                return lifecycle.SubmitRejected(ErrorInfo("not_found", exc.message), 404)
+            if phase == "reconcile":
+                return lifecycle.Transient(f"listing videos: HTTP 404: {exc.message}")
+            return lifecycle.Vanished(exc.message, latency_s)
+        case exceptions.ProviderRejected():
+            if phase == "submit":
+                return lifecycle.SubmitRejected(
+                    ErrorInfo(exc.error_code, exc.message), exc.http_status
+                )
+            return lifecycle.Transient(f"HTTP {exc.http_status}: {exc.message}")
+    return lifecycle.Transient(exc.message, latency_s)
 
 
 def _same_request(g: Generation, video: RemoteVideo) -> bool:

@@ -27,6 +27,7 @@ from reelwatch.models import (
 )
 
 OPTIONAL_TRIES = 5  # download attempts before a stored video completes without its extras
+QUARANTINE_S = 600.0  # a quarantined generation (poison pill) is looked at this rarely
 
 # --- observations -------------------------------------------------------------------------
 
@@ -104,10 +105,41 @@ class Downloaded:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DownloadFailed:
-    """A download broke (truncated, 5xx, connection): retry the download, never the render."""
+    """A download broke (truncated, 5xx, connection, disk full, 429): retry the download,
+    never the render. `code` says which kind (`disk_full`, `rate_limited`, `download_failed`);
+    a 429's Retry-After is honoured."""
 
     reason: str
     assets: Mapping[Variant, Asset] = dataclasses.field(default_factory=dict)
+    code: str = "download_failed"
+    retry_after_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Crashed:
+    """reelwatch itself failed on this step (a bug, a local fault): try again later.
+
+    Unlike every other observation it does not clear the generation's claim count, so a
+    generation that keeps breaking its workers is noticed (see `Quarantined`).
+    """
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Quarantined:
+    """Claimed too many times without a step written (workers crash on it): set it aside for a
+    person, and look only rarely."""
+
+    claims: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to ask yet (a create sent moments ago may still show up): look again at `until`."""
+
+    until: datetime
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +182,9 @@ Observation = (
     | Transient
     | Downloaded
     | DownloadFailed
+    | Crashed
+    | Quarantined
+    | Wait
     | WebhookReceived
     | Reset
     | Retry
@@ -175,7 +210,31 @@ def decide(
     policy: schedule.Policy,
     rand: float = 0.5,
 ) -> Decision:
-    """What follows from one observation; `rand` in [0, 1) drives backoff jitter."""
+    """What follows from one observation; `rand` in [0, 1) drives backoff jitter.
+
+    Any step written clears the claim count (the row did not kill its worker), except a crash
+    of reelwatch itself; an answer from the provider also lifts a quarantine.
+    """
+    decision = _decide(generation, observation, now, policy, rand)
+    new = decision.generation
+    if isinstance(observation, Crashed | Quarantined):
+        return decision
+    answered = isinstance(
+        observation, Submitted | Polled | Reconciled | Downloaded | Vanished | SubmitRejected
+    )
+    if new.claims or (answered and new.attention is not None):
+        new = dataclasses.replace(new, claims=0, attention=None if answered else new.attention)
+        return Decision(new, decision.event)
+    return decision
+
+
+def _decide(
+    generation: Generation,
+    observation: Observation,
+    now: datetime,
+    policy: schedule.Policy,
+    rand: float,
+) -> Decision:
     g = generation
     match observation:
         case Reset() | Retry() | Cancel():
@@ -187,6 +246,25 @@ def decide(
         case WebhookReceived(event_type=kind, webhook_id=webhook_id):
             data: dict[str, Any] = {"type": kind, "webhook_id": webhook_id}
             return Decision(dataclasses.replace(g, next_poll_at=now), NewEvent("webhook", data))
+        case Quarantined(claims=claims):
+            reason = (
+                f"poison_pill: claimed {claims} times without a step written (workers may "
+                "be crashing on it); looked at every 10 minutes until someone resets it"
+            )
+            new = dataclasses.replace(
+                g, attention=reason, next_poll_at=now + timedelta(seconds=QUARANTINE_S)
+            )
+            return Decision(new, NewEvent("quarantined", {"claims": claims, "reason": reason}))
+        case Wait(until=until, reason=reason):
+            new = dataclasses.replace(g, next_poll_at=max(until, now))
+            return Decision(
+                new, NewEvent("waiting", {"until": until.isoformat(), "reason": reason})
+            )
+        case Crashed(reason=reason) if g.status is Status.PENDING:
+            # A create may have gone out before the crash: reconcile before paying again.
+            return _decide(g, SubmitLost(reason), now, policy, rand)
+        case Crashed(reason=reason):
+            return _decide(g, Transient(reason), now, policy, rand)
         case Submitted() | SubmitRejected() | SubmitLost() | Reconciled() if (
             g.status is not Status.PENDING
         ):
@@ -256,7 +334,7 @@ def decide(
             return Decision(new, NewEvent("retry_scheduled", data))
         case Downloaded(assets=assets, duration_s=duration):
             return _downloaded(g, assets, now, duration)
-        case DownloadFailed(reason=reason, assets=partial):
+        case DownloadFailed(reason=reason, assets=partial, code=code, retry_after_s=wait):
             assets = {**g.assets, **partial}
             expired = g.expires_at is not None and now >= g.expires_at
             if Variant.VIDEO in assets and (expired or g.failures + 1 >= OPTIONAL_TRIES):
@@ -273,14 +351,24 @@ def decide(
                 return _fail(dataclasses.replace(g, assets=assets), error, now, {})
             failures = g.failures + 1
             delay = schedule.backoff_s(failures, policy, rand)
+            if wait is not None and math.isfinite(wait) and wait >= 0:
+                delay = max(delay, wait + rand * min(1.0, wait / 10.0))  # never inside the window
             next_at = now + timedelta(seconds=delay)
             if g.expires_at is not None:
                 # A last try just before the copy expires; inside that last second, the next
                 # look is at expiry itself, which fails it (rather than retrying in a hot loop).
                 last_try = g.expires_at - timedelta(seconds=1)
                 next_at = min(next_at, last_try if last_try > now else g.expires_at)
-            new = dataclasses.replace(g, assets=assets, failures=failures, next_poll_at=next_at)
-            return Decision(new, NewEvent("download_failed", {"reason": reason, "delay_s": delay}))
+            new = dataclasses.replace(
+                g,
+                assets=assets,
+                failures=failures,
+                next_poll_at=next_at,
+                # Shown while it is still downloading: the last try's trouble, in words.
+                error=ErrorInfo(code, reason),
+            )
+            data = {"reason": reason, "code": code, "delay_s": delay, "retry_after_s": wait}
+            return Decision(new, NewEvent("download_failed", data))
     raise AssertionError(f"unhandled observation {observation!r}")  # pragma: no cover
 
 
@@ -505,6 +593,7 @@ def _admin(
                 remote_status=None,
                 watch_started_at=now,
                 next_poll_at=now,
+                attention=None,
             )
             data: dict[str, Any] = {"from": g.status.value, "previous_error": _error_json(g.error)}
             return Decision(new, NewEvent("reset", data, actor=actor))
@@ -532,6 +621,7 @@ def _admin(
                 assets={},
                 watch_started_at=now,
                 next_poll_at=now,
+                attention=None,
             )
             data = {
                 "previous_video_id": g.video_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -14,6 +14,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 DOWNLOAD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
+EXPIRING_WITHIN = timedelta(minutes=10)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -76,6 +77,37 @@ class Metrics:
         self.webhooks = Counter(
             "reelwatch_webhooks", "Webhook deliveries received, by result.", ["result"], registry=r
         )
+        # Health, for alerts (docs/alerts.yml).
+        self.worker_up = Gauge(
+            "reelwatch_worker_up", "1 while this process's worker loop runs.", registry=r
+        )
+        self.database_errors = Counter(
+            "reelwatch_database_errors", "Database errors met by the worker.", registry=r
+        )
+        self.disk_full = Counter(
+            "reelwatch_disk_full", "Downloads that found no space left for the file.", registry=r
+        )
+        self.circuit_open = Gauge(
+            "reelwatch_circuit_open",
+            "1 while the provider's circuit is open (it kept failing; probes only).",
+            ["provider"],
+            registry=r,
+        )
+        self.temp_removed = Counter(
+            "reelwatch_temp_files_removed",
+            "Orphaned temporary files removed by the janitor.",
+            registry=r,
+        )
+        self.assets_expiring = Gauge(
+            "reelwatch_assets_expiring",
+            "Generations not yet downloaded whose provider copy expires within 10 minutes.",
+            registry=table,
+        )
+        self.quarantined = Gauge(
+            "reelwatch_quarantined",
+            "Active generations set aside for a person (claimed too often without a step).",
+            registry=table,
+        )
 
     def record(self, observation: lifecycle.Observation, decision: lifecycle.Decision) -> None:
         """Count what one applied decision tells (called by the engine after each write)."""
@@ -101,8 +133,12 @@ class Metrics:
                 lag = decision.event.data.get("detection_lag_s")
                 if isinstance(lag, int | float):
                     self.detection_lag.observe(lag)
-            case lifecycle.DownloadFailed():
+            case lifecycle.DownloadFailed(code=code):
                 self.checks.labels("download_failed").inc()
+                if code == "disk_full":
+                    self.disk_full.inc()
+            case lifecycle.Crashed():
+                self.checks.labels("internal_error").inc()
 
     async def refresh(self, store: Store, now: datetime) -> None:
         """Update the gauges that are facts about the table (at scrape time)."""
@@ -112,6 +148,9 @@ class Metrics:
         depth, oldest = await store.backlog(now)
         self.queue_depth.set(depth)
         self.oldest_active.set(0.0 if oldest is None else (now - oldest).total_seconds())
+        trouble = await store.trouble(now, expiring_within=EXPIRING_WITHIN)
+        self.assets_expiring.set(trouble.expiring)
+        self.quarantined.set(trouble.quarantined)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

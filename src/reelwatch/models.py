@@ -131,6 +131,9 @@ class Generation:
     download_bytes: int = 0
     download_total: int | None = None
     started_progress: int = 0  # the progress seen at `started_at`: the anchor of the rate
+    claims: int = 0  # times claimed since the last step was written (poison-pill detection)
+    attention: str | None = None  # why a person should look at it (quarantined), if anything
+    submit_started_at: datetime | None = None  # when the last create was sent
 
     @property
     def active(self) -> bool:

@@ -6,6 +6,7 @@ and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -13,6 +14,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from reelwatch import attention, clock, engine, exceptions, lifecycle, storage
 from reelwatch.models import (
@@ -118,6 +121,7 @@ def to_json(g: Generation, now: datetime, *, stuck: bool = False) -> dict[str, A
         "next_poll_at": _iso(g.next_poll_at),
         "elapsed_seconds": round(max(0.0, (end - g.created_at).total_seconds()), 1),
         "suspected_stuck": stuck,
+        "attention": g.attention,
         "assets": {
             variant.value: {
                 "bytes": asset.bytes,
@@ -400,10 +404,17 @@ async def open_service(
     clock: clock.Clock | None = None,
     provider: Provider | None = None,
     need_provider: bool = False,
+    wait_for_database: bool = False,
 ) -> AsyncIterator[Service]:
-    """Open the store (migrating it), the storage and, if asked or configured, the provider."""
+    """Open the store (migrating it), the storage and, if asked or configured, the provider.
+
+    With `wait_for_database` (the long-running worker), an unreachable database is waited for,
+    with a line logged per try, instead of being an error: a restart could not do better.
+    """
     the_clock = clock or _system_clock
-    store = await Store.open(settings.database_url)
+    store = await (
+        _open_patiently(settings) if wait_for_database else Store.open(settings.database_url)
+    )
     owned: Provider | None = None
     try:
         if provider is None and (need_provider or settings.openai_api_key):
@@ -421,4 +432,16 @@ async def open_service(
         await store.close()
 
 
+async def _open_patiently(settings: Settings) -> Store:
+    delay = 0.5
+    while True:
+        try:
+            return await Store.open(settings.database_url)
+        except exceptions.DatabaseUnavailable as exc:
+            log.warning(f"{exc.message}; trying again in {delay:g}s", action="db_wait")
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
+log = structlog.get_logger("reelwatch.service")
 _system_clock = clock.SystemClock()

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REELWATCH_POLL_MIN_SECONDS must not exceed REELWATCH_POLL_MAX_SECONDS"
             )
+        if self.lease_seconds < 2 * self.request_timeout_seconds:
+            # A claim must outlive any one call made under it (a create above all), or another
+            # worker could take the generation over while the call is still running.
+            raise ValueError(
+                f"REELWATCH_LEASE_SECONDS ({self.lease_seconds:g}) must be at least twice "
+                f"REELWATCH_REQUEST_TIMEOUT_SECONDS ({self.request_timeout_seconds:g})"
+            )
         return self
 
     @property

@@ -68,6 +68,25 @@ class LocalStorage:
             raise
         return Stored(key, size, digest.hexdigest())
 
+    def sweep_temp(self, *, older_than_s: float, now_s: float) -> int:
+        """Remove temporary files (`.NAME.RANDOM.part`) not written to for `older_than_s`.
+
+        A download in progress writes its temp file continuously, so one left untouched that
+        long belongs to a process that died mid-download (kill -9, power loss). Returns how
+        many were removed. Blocking: call it in a thread.
+        """
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for temp in self.root.rglob(".*.part"):
+            try:
+                if now_s - temp.lstat().st_mtime >= older_than_s and not temp.is_symlink():
+                    temp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished or removed by its owner meanwhile
+        return removed
+
     def exists(self, key: str) -> bool:
         try:
             return self.path(key).is_file()

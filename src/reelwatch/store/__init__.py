@@ -13,6 +13,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -39,7 +42,13 @@ from reelwatch.models import (
 )
 from reelwatch.store import migrate
 from reelwatch.store.group import GroupCommit
-from reelwatch.store.tables import UTCDateTime, events, generations, webhook_deliveries
+from reelwatch.store.tables import (
+    UTCDateTime,
+    events,
+    generations,
+    provider_state,
+    webhook_deliveries,
+)
 
 _LEASE_COLUMNS = ("lease_owner", "lease_token", "lease_expires_at")
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
@@ -53,6 +62,20 @@ class Claim:
     generation: Generation
     token: str
     lease_expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gate:
+    """What a provider's shared state allowed at a claim: a 429 pause, or an empty budget."""
+
+    paused_until: datetime | None = None
+    budget_wait_s: float = 0.0  # until the shared request budget has a token again
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trouble:
+    expiring: int  # downloading, the provider's copy expiring soon
+    quarantined: int  # active, set aside for a person
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +108,30 @@ def _reason(exc: Exception) -> str:
     cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(cause).__name__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseTrouble:
+    """A database failure in one line; `fatal` when no retry can fix it (schema missing)."""
+
+    reason: str
+    fatal: bool
+
+
+def database_error(exc: BaseException) -> DatabaseTrouble | None:
+    """Whether `exc` is the database failing (and how), or None if it is something else.
+
+    Connection loss, a server restart, a full disk, a lock timeout: transient, the caller
+    retries. A missing table or column means the schema is not this version's: fatal.
+    """
+    if isinstance(exc, exceptions.DatabaseUnavailable):
+        return DatabaseTrouble(exc.message, fatal=False)
+    if not isinstance(exc, sa.exc.SQLAlchemyError):
+        return None
+    reason = _reason(exc)
+    missing = "no such table" in reason or "no such column" in reason
+    fatal = missing or isinstance(exc, sa.exc.ProgrammingError | sa.exc.NoSuchTableError)
+    return DatabaseTrouble(reason, fatal=fatal)
 
 
 class Store:
@@ -176,34 +223,30 @@ class Store:
         """Lease up to `limit` due generations, most overdue first, oldest first among equals."""
         if limit <= 0:
             return []
-        token = secrets.token_hex(16)
-        expires = now + timedelta(seconds=lease_s)
-        due = (
-            sa.select(generations.c.id)
-            .where(
-                generations.c.next_poll_at <= now,
-                generations.c.status.in_(_ACTIVE_VALUES),
-                sa.or_(
-                    generations.c.lease_expires_at.is_(None),
-                    generations.c.lease_expires_at < now,
-                ),
-            )
-            .order_by(generations.c.next_poll_at, generations.c.created_at)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            generations.update()
-            .where(generations.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
-            .returning(*generations.c)
-        )
         async with self._write() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        claimed = [Claim(_from_row(r), token, expires) for r in rows]
-        claimed.sort(key=lambda c: (c.generation.next_poll_at or now, c.generation.created_at))
-        return claimed
+            return await conn.run_sync(_claim_due, owner, now, limit, lease_s, None)
+
+    async def claim_for(
+        self,
+        provider: str,
+        *,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_s: float,
+        per_minute: float,
+    ) -> tuple[list[Claim], Gate]:
+        """Lease due generations of one provider, within what every worker of it shares.
+
+        In one transaction with the claim: the provider's row says whether a 429 paused it
+        (nothing is claimed until then) and how many requests its budget holds (a token bucket
+        of `per_minute`, at most ten seconds' worth at once, shared by all workers); each claim
+        takes one token.
+        """
+        async with self._write() as conn:
+            return await conn.run_sync(
+                _claim_within_budget, provider, owner, now, limit, lease_s, per_minute
+            )
 
     async def claim(
         self, generation_id: str, *, owner: str, now: datetime, lease_s: float
@@ -221,7 +264,12 @@ class Store:
                     generations.c.lease_expires_at < now,
                 ),
             )
-            .values(lease_owner=owner, lease_token=token, lease_expires_at=expires)
+            .values(
+                lease_owner=owner,
+                lease_token=token,
+                lease_expires_at=expires,
+                claims=generations.c.claims + 1,
+            )
             .returning(*generations.c)
         )
         async with self._write() as conn:
@@ -254,16 +302,53 @@ class Store:
         await self._group.run(lambda conn: _update_held(conn, claim, {"lease_expires_at": expires}))
         return dataclasses.replace(claim, lease_expires_at=expires)
 
-    async def mark_submitting(self, claim: Claim, *, now: datetime) -> Claim:
+    async def mark_submitting(
+        self, claim: Claim, *, now: datetime, reconcile_after_s: float = 30.0
+    ) -> Claim:
         """Flag a claimed pending generation as possibly submitted, before its create is sent.
 
         If the process dies (or anything fails) between the create and storing its answer,
         the flag makes the next attempt reconcile with the provider's list instead of paying
-        for a second create. The answer to the create clears it.
+        for a second create, and not before `reconcile_after_s` (by then the create has either
+        answered or timed out, and a job it made can show up in the list). The answer to the
+        create clears the flag.
         """
-        values = {"submit_ambiguous": True, "updated_at": now}
+        due = now + timedelta(seconds=reconcile_after_s)
+        values = {
+            "submit_ambiguous": True,
+            "submit_started_at": now,
+            "next_poll_at": due,
+            "updated_at": now,
+        }
         await self._group.run(lambda conn: _update_held(conn, claim, values))
-        return claim
+        g = dataclasses.replace(
+            claim.generation, submit_ambiguous=True, submit_started_at=now, next_poll_at=due
+        )
+        return dataclasses.replace(claim, generation=g)
+
+    async def pause(self, provider: str, *, until: datetime, now: datetime) -> None:
+        """Pause every worker of `provider` until `until` (a 429's Retry-After); never shortens
+        a pause already there."""
+        await self._group.run(lambda conn: _pause(conn, provider, until, now))
+
+    async def spend(self, provider: str, requests: int) -> None:
+        """Take requests beyond the one each claim took from the provider's shared budget
+        (a download of several assets); the budget may go below zero, which delays claims."""
+        stmt = (
+            provider_state.update()
+            .where(provider_state.c.provider == provider)
+            .values(tokens=provider_state.c.tokens - requests)
+        )
+        await self._group.run(lambda conn: conn.execute(stmt))
+
+    async def gate(self, provider: str) -> Gate:
+        """The provider's shared pause as stored (for the worker's sleep and the dashboard)."""
+        query = sa.select(provider_state.c.paused_until).where(
+            provider_state.c.provider == provider
+        )
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(query)).scalar()
+        return Gate(paused_until=_utc.process_result_value(value, self._engine.dialect))
 
     async def download_progress(
         self,
@@ -298,13 +383,13 @@ class Store:
         return dataclasses.replace(claim, lease_expires_at=expires)
 
     async def release(self, claims: Sequence[Claim]) -> None:
-        """Give leases back unchanged (shutdown): the rows are due again for anyone."""
+        """Give leases back unchanged (shutdown): the rows are due again for anyone, and the
+        claim is not counted against them (see `claims`)."""
         if not claims:
             return
-        free = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
-        params = [{**free, "held_id": c.generation.id, "held_token": c.token} for c in claims]
+        params = [{"held_id": c.generation.id, "held_token": c.token} for c in claims]
         async with self._write() as conn:
-            await conn.execute(_HELD, params)
+            await conn.execute(_RELEASE, params)
 
     async def act(
         self,
@@ -495,6 +580,19 @@ class Store:
             first = (await conn.execute(oldest)).scalar()
         return int(depth or 0), _utc.process_result_value(first, self._engine.dialect)
 
+    async def trouble(self, now: datetime, *, expiring_within: timedelta) -> Trouble:
+        """Counts for alerts: downloads whose provider copy expires soon, quarantined rows."""
+        downloading = generations.c.status == Status.DOWNLOADING.value
+        soon = sa.select(sa.func.count()).where(
+            downloading, generations.c.expires_at <= now + expiring_within
+        )
+        active = generations.c.status.in_(_ACTIVE_VALUES)
+        set_aside = sa.select(sa.func.count()).where(active, generations.c.attention.is_not(None))
+        async with self._engine.connect() as conn:
+            expiring = (await conn.execute(soon)).scalar()
+            quarantined = (await conn.execute(set_aside)).scalar()
+        return Trouble(expiring=int(expiring or 0), quarantined=int(quarantined or 0))
+
     async def next_due_at(self) -> datetime | None:
         """The earliest time any active, unleased generation is due (for the worker's sleep)."""
         query = sa.select(sa.func.min(generations.c.next_poll_at)).where(
@@ -559,6 +657,117 @@ _HELD = generations.update().where(
     generations.c.lease_token == sa.bindparam("held_token"),
 )
 _INSERT_EVENT = events.insert().returning(events.c.id)
+# A lease given back unused: the claim did not end in a crash, so it does not count.
+_RELEASE = _HELD.values(
+    lease_owner=None,
+    lease_token=None,
+    lease_expires_at=None,
+    claims=sa.case((generations.c.claims > 0, generations.c.claims - 1), else_=0),
+)
+
+
+def _claim_due(
+    conn: SyncConnection,
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    provider: str | None,
+) -> list[Claim]:
+    token = secrets.token_hex(16)
+    expires = now + timedelta(seconds=lease_s)
+    due = (
+        sa.select(generations.c.id)
+        .where(
+            generations.c.next_poll_at <= now,
+            generations.c.status.in_(_ACTIVE_VALUES),
+            sa.or_(
+                generations.c.lease_expires_at.is_(None),
+                generations.c.lease_expires_at < now,
+            ),
+        )
+        .order_by(generations.c.next_poll_at, generations.c.created_at)
+        .limit(limit)
+    )
+    if provider is not None:
+        due = due.where(generations.c.provider == provider)
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        generations.update()
+        .where(generations.c.id.in_(due.scalar_subquery()))
+        .values(
+            lease_owner=owner,
+            lease_token=token,
+            lease_expires_at=expires,
+            claims=generations.c.claims + 1,
+        )
+        .returning(*generations.c)
+    )
+    rows = conn.execute(stmt).mappings().all()
+    claimed = [Claim(_from_row(r), token, expires) for r in rows]
+    claimed.sort(key=lambda c: (c.generation.next_poll_at or now, c.generation.created_at))
+    return claimed
+
+
+def _claim_within_budget(
+    conn: SyncConnection,
+    provider: str,
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    per_minute: float,
+) -> tuple[list[Claim], Gate]:
+    rate = per_minute / 60.0
+    capacity = max(1.0, per_minute / 6.0)  # at most ten seconds' worth at once
+    state = _provider_row(conn, provider, now, capacity)
+    paused = state["paused_until"]
+    if paused is not None and paused > now:
+        return [], Gate(paused_until=paused)
+    elapsed = max(0.0, (now - state["tokens_at"]).total_seconds())
+    tokens = min(capacity, float(state["tokens"]) + elapsed * rate)
+    room = min(limit, int(tokens))
+    claimed = _claim_due(conn, owner, now, room, lease_s, provider) if room > 0 else []
+    tokens -= len(claimed)
+    conn.execute(
+        provider_state.update()
+        .where(provider_state.c.provider == provider)
+        .values(tokens=tokens, tokens_at=now)
+    )
+    wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+    return claimed, Gate(budget_wait_s=wait)
+
+
+def _provider_row(
+    conn: SyncConnection, provider: str, now: datetime, capacity: float
+) -> sa.RowMapping:
+    """The provider's shared row, locked for this transaction; made (full budget) if new."""
+    _ensure_provider(conn, provider, now, capacity)
+    query = sa.select(provider_state).where(provider_state.c.provider == provider)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).mappings().one()
+
+
+def _ensure_provider(conn: SyncConnection, provider: str, now: datetime, capacity: float) -> None:
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        insert(provider_state)
+        .values(provider=provider, paused_until=None, tokens=capacity, tokens_at=now)
+        .on_conflict_do_nothing(index_elements=["provider"])
+    )
+
+
+def _pause(conn: SyncConnection, provider: str, until: datetime, now: datetime) -> None:
+    _ensure_provider(conn, provider, now, 1.0)
+    column = provider_state.c.paused_until
+    conn.execute(
+        provider_state.update()
+        .where(provider_state.c.provider == provider)
+        .where(sa.or_(column.is_(None), column < until))
+        .values(paused_until=until)
+    )
 
 
 def _update_held(conn: SyncConnection, claim: Claim, values: dict[str, Any]) -> None:
@@ -626,6 +835,9 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "download_bytes": g.download_bytes,
         "download_total": g.download_total,
         "started_progress": g.started_progress,
+        "claims": g.claims,
+        "attention": g.attention,
+        "submit_started_at": g.submit_started_at,
     }
 
 
@@ -664,6 +876,9 @@ def _from_row(row: sa.RowMapping) -> Generation:
         download_bytes=row["download_bytes"],
         download_total=row["download_total"],
         started_progress=row["started_progress"],
+        claims=row["claims"],
+        attention=row["attention"],
+        submit_started_at=row["submit_started_at"],
     )
 
 
@@ -692,12 +907,19 @@ def _encode_cursor(g: Generation) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor this server handed out, or InvalidInput: anything else (a crafted offset, lone
+    surrogates, NUL, an id no generation can have) never reaches the database."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, last_id = json.loads(raw)
         parsed = datetime.fromisoformat(created_at)
         if parsed.tzinfo is None or not isinstance(last_id, str):
             raise ValueError(cursor)
+        if not 1970 <= parsed.year <= 9998 or not _CURSOR_ID.fullmatch(last_id):
+            raise ValueError(cursor)
         return parsed, last_id
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, OverflowError) as exc:
         raise exceptions.InvalidInput("cursor: not a cursor this server handed out") from exc
+
+
+_CURSOR_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -78,6 +78,11 @@ generations = sa.Table(
     sa.Column("download_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("download_total", sa.BigInteger),
     sa.Column("started_progress", sa.Integer, nullable=False, server_default="0"),
+    # Claims since the last step that was written: a row that keeps killing its workers
+    # (poison pill) is noticed by this count, which no crash can reset.
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attention", sa.Text),  # why a person should look (quarantined), or NULL
+    sa.Column("submit_started_at", UTCDateTime),  # when the last create was sent
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),
@@ -117,4 +122,15 @@ webhook_deliveries = sa.Table(
     sa.Column("video_id", sa.String(200), nullable=False),
     sa.Column("generation_id", sa.String(40)),
     sa.Column("result", sa.String(20), nullable=False),
+)
+
+# What every worker of one provider shares: the pause a 429 asked for, and the request budget
+# (a token bucket refilled from `tokens_at`). Claims read and update it in their transaction.
+provider_state = sa.Table(
+    "provider_state",
+    metadata,
+    sa.Column("provider", sa.String(200), primary_key=True),
+    sa.Column("paused_until", UTCDateTime),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("tokens_at", UTCDateTime, nullable=False),
 )

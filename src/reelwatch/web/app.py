@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import unquote_to_bytes
 
+import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -15,10 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import reelwatch
 from reelwatch import clock as clock_module
+from reelwatch import engine as engine_module
 from reelwatch import metrics, service
 from reelwatch.providers.base import Provider
 from reelwatch.settings import Settings
 from reelwatch.web import access, api, cron, dashboard, errors, events, ops, webhooks
+
+log = structlog.get_logger("reelwatch.web")
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # a 20 MiB reference image plus the form around it
 
@@ -84,6 +89,29 @@ async def _refuse(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+RESTART_MAX_S = 30.0
+
+
+async def supervised(engine: engine_module.Engine, stop: asyncio.Event) -> None:
+    """Run the worker until `stop`; if it ever dies (it survives database errors itself, so
+    this is a bug or a missing schema), log it in one line and start it again, backing off."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await engine.run(stop)
+        except Exception as exc:
+            log.error(
+                f"worker stopped: {type(exc).__name__}: {exc}; restarting in {delay:g}s",
+                action="worker_died",
+            )
+            engine.health.db_error = engine.health.db_error or f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(RESTART_MAX_S, delay * 2)
+        else:
+            return
+
+
 def create_app(
     settings: Settings,
     *,
@@ -106,8 +134,13 @@ def create_app(
             app.state.events_written = written
             stop = asyncio.Event()
             worker = None
+            app.state.worker = None
             if run_worker and svc.engine is not None:
-                worker = asyncio.create_task(svc.engine.run(stop), name="reelwatch-worker")
+                collected.worker_up.set(0)
+                worker = asyncio.create_task(
+                    supervised(svc.engine, stop), name="reelwatch-worker-supervisor"
+                )
+                app.state.worker = svc.engine.health
             try:
                 yield
             finally:

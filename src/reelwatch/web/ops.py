@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from reelwatch import exceptions, metrics, service
+from reelwatch import engine, exceptions, metrics, service, store
 from reelwatch.web import access
 
 router = APIRouter()
@@ -27,11 +27,28 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """The database answers."""
+    """Ready when the database answers and, if this process runs a worker, the worker runs
+    and its last step reached the database; otherwise 503 with the reason in words."""
     svc: service.Service = request.app.state.service
     try:
         await svc.store.ping()
     except Exception as exc:  # any driver failure means not ready
-        reason = exc.message if isinstance(exc, exceptions.ReelwatchError) else type(exc).__name__
-        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        trouble = store.database_error(exc)
+        if trouble is not None:
+            reason = f"database unreachable: {trouble.reason}"
+        elif isinstance(exc, exceptions.ReelwatchError):
+            reason = exc.message
+        else:
+            reason = type(exc).__name__
+        return _unavailable(reason)
+    health: engine.Health | None = request.app.state.worker
+    if health is not None:
+        if not health.running:
+            return _unavailable("worker not running")
+        if health.db_error is not None:
+            return _unavailable(f"worker cannot reach the database: {health.db_error}")
     return JSONResponse({"status": "ok"})
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
