@@ -129,7 +129,7 @@ async def test_a_missing_schema_ends_the_worker_with_that_error(
         assert svc.engine is not None
         async with svc.store._engine.begin() as conn:
             await conn.execute(sa.text("DROP TABLE provider_state"))
-        with pytest.raises(sa.exc.SQLAlchemyError):
+        with pytest.raises(exceptions.DatabaseUnavailable, match="provider_state"):
             await asyncio.wait_for(svc.engine.run(asyncio.Event()), 10)
         assert svc.engine.health.running is False
 

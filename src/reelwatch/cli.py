@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -32,16 +31,30 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup, highlighting or :emoji: codes: what is printed is the text, made printable.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"error: {message}", markup=False)
+    say(f"error: {message}", console=err)
     return typer.Exit(code)
+
+
+def say(text: str, *, console: Console = out) -> None:
+    """A line for people. Text from outside (prompts, the provider's messages, ids) may carry
+    control characters: they are shown as escapes, so it cannot forge lines or drive the
+    terminal."""
+    console.print(logs.printable(text), markup=False)
+
+
+def emit_json(data: Any) -> None:
+    """Machine-readable output: the data exact, every control character (and all non-ASCII)
+    escaped by JSON, so it is safe on a terminal too."""
+    out.print_json(data=data, ensure_ascii=True)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -90,15 +103,14 @@ def with_service(
 def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None:
     data = service.to_json(g, svc.clock.now())
     if as_json:
-        out.print_json(json.dumps(data))
+        emit_json(data)
         return
-    line = f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.step}"
-    out.print(line, markup=False)
+    say(f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.step}")
     if g.video_id:
-        out.print(f"  video_id: {g.video_id}", markup=False)
+        say(f"  video_id: {g.video_id}")
     for variant, asset in g.assets.items():
         path = svc.storage.path(asset.key)
-        out.print(f"  {variant.value}: {path} ({asset.bytes} bytes)", markup=False)
+        say(f"  {variant.value}: {path} ({asset.bytes} bytes)")
 
 
 @app.command()
@@ -164,14 +176,12 @@ def list_(
     now = svc.clock.now()
     if as_json:
         items = [service.to_json(g, now) for g in page.items]
-        out.print_json(json.dumps({"data": items, "next_cursor": page.next_cursor}))
+        emit_json({"data": items, "next_cursor": page.next_cursor})
         return
     for g in page.items:
-        out.print(
-            f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.model:<10} {g.step}", markup=False
-        )
+        say(f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.model:<10} {g.step}")
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}", markup=False)
+        say(f"more: --cursor {page.next_cursor}")
 
 
 @app.command()
@@ -181,14 +191,14 @@ def history(
     """Everything that happened to one generation (its audit log)."""
     _, events = with_service(lambda svc: svc.history(generation_id))
     if as_json:
-        out.print_json(json.dumps([service.event_json(e) for e in events]))
+        emit_json([service.event_json(e) for e in events])
         return
     for e in events:
         who = f" by {e.actor}" if e.actor else ""
         details = ", ".join(f"{k}={v}" for k, v in e.data.items() if v is not None)
         when = f"{e.at:%Y-%m-%d %H:%M:%S}"
         state = f"{e.status.value:<11} {e.progress:>3}%"
-        out.print(f"{when}  {e.kind:<16} {state}{who}  {details}", markup=False)
+        say(f"{when}  {e.kind:<16} {state}{who}  {details}")
 
 
 @app.command()
@@ -210,9 +220,7 @@ def retry(
 
     _, (g, cost) = with_service(lambda svc: svc.quote_retry(generation_id))
     price = "unknown" if cost is None else f"${cost:.2f}"
-    err.print(
-        f"Retrying {g.id} ({g.model}, {g.seconds}s, {g.size}) costs about {price}.", markup=False
-    )
+    say(f"Retrying {g.id} ({g.model}, {g.seconds}s, {g.size}) costs about {price}.", console=err)
     if not yes:
         if not sys.stdin.isatty():
             raise fail("retry needs confirmation: pass --yes")
@@ -252,7 +260,9 @@ def worker(
     settings = load_settings(level=logging.WARNING if once else logging.INFO)
 
     async def main() -> dict[str, Any] | None:
-        async with service.open_service(settings, need_provider=True) as svc:
+        # The continuous worker waits for an unreachable database rather than exiting.
+        opened = service.open_service(settings, need_provider=True, wait_for_database=not once)
+        async with opened as svc:
             assert svc.engine is not None
             if once:
                 return (await svc.engine.cycle()).to_json()
@@ -278,7 +288,7 @@ def worker(
 
     summary = run(main())
     if summary is not None:
-        out.print_json(json.dumps(summary))
+        emit_json(summary)
 
 
 async def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:

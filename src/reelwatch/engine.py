@@ -193,8 +193,13 @@ class Engine:
                     await self._loop_step(stop, freed, inflight, done, summary)
                 except Exception as exc:
                     fatal = database_error(exc)
-                    if fatal is None or fatal.fatal:
+                    if fatal is None:
                         raise
+                    if fatal.fatal:
+                        raise exceptions.DatabaseUnavailable(
+                            f"the database cannot be used (is its schema this version's?): "
+                            f"{fatal.reason}"
+                        ) from exc
                     errors_in_a_row += 1
                     delay = self._reconnect_s(errors_in_a_row)
                     self._db_failed(fatal.reason)
@@ -649,7 +654,8 @@ def _refusal(exc: exceptions.ProviderError, phase: str, latency_s: float) -> lif
                 return lifecycle.SubmitRejected(
                     ErrorInfo(exc.error_code, exc.message), exc.http_status
                 )
-            return lifecycle.Transient(f"HTTP {exc.http_status}: {exc.message}")
+            status = f"HTTP {exc.http_status}" if exc.http_status else exc.error_code
+            return lifecycle.Transient(f"{status}: {exc.message}")
     return lifecycle.Transient(exc.message, latency_s)
 
 

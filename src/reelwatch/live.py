@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from reelwatch import service
+from reelwatch import logs, service
 from reelwatch.models import Generation, Status, Variant
 
 REFRESH_S = 0.5
@@ -34,12 +34,13 @@ async def watch(
     if work and svc.engine is not None:
         worker = asyncio.create_task(svc.engine.run(stop, grace_s=5.0), name="live-worker")
     progress = Progress(
-        TextColumn("{task.fields[label]}"),
+        TextColumn("{task.fields[label]}", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.fields[eta]}"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[step]}"),
+        # The step can quote the provider's error message: no markup, no control characters.
+        TextColumn("{task.fields[step]}", markup=False),
         console=console,
         transient=False,
     )
@@ -48,17 +49,19 @@ async def watch(
     try:
         with progress:
             for gid in ids:
-                rows[gid] = progress.add_task("", total=100, label=gid[-8:], eta="", step="")
+                label = logs.printable(gid[-8:])
+                rows[gid] = progress.add_task("", total=100, label=label, eta="", step="")
             while len(finished) < len(ids):
                 for gid in ids:
                     if gid in finished:
                         continue
                     g = await svc.get(gid)
-                    progress.update(rows[gid], completed=g.progress, eta=_eta(g, svc), step=g.step)
+                    step = logs.printable(g.step)
+                    progress.update(rows[gid], completed=g.progress, eta=_eta(g, svc), step=step)
                     if g.terminal:
                         finished[gid] = g
                         progress.stop_task(rows[gid])
-                        console.print(_notice(g, svc), markup=False)
+                        console.print(logs.printable(_notice(g, svc)), markup=False)
                 if len(finished) < len(ids):
                     await asyncio.sleep(REFRESH_S)
     finally:

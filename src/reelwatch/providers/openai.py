@@ -11,6 +11,10 @@ aiohttp GET, so one worker goes from ~200 to over 1,000 checks a second) and the
 download (the SDK streams in 64 KiB pieces; with aiohttp's 1 MiB reads a 1 GiB file went from
 316 to 523 MiB/s). Both are single GETs whose answers are read with the same rules as the
 SDK's (`_remote`, `_status_error`).
+
+No call leaves the configured API's origin: a redirect elsewhere (which would carry the key,
+or re-POST a prompt) is refused as `redirect_refused`, in the SDK's client (a request hook)
+and in the plain GETs (redirects handled here) alike.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import quote
 import aiohttp
 import httpx2
 import openai
+import yarl
 
 from reelwatch import clock, exceptions
 from reelwatch.models import ErrorInfo, RemoteVideo, Variant
@@ -40,6 +45,7 @@ NAME = "openai"
 _system = clock.SystemClock()
 _READ_BUFFER = 1 << 20  # bytes aiohttp may buffer per response, and the largest piece read
 _BINARY = {"Accept": "application/binary"}  # what the SDK asks for on /content
+MAX_REDIRECTS = 5  # within the API's own origin; a redirect anywhere else is refused
 
 
 class _Download:
@@ -77,13 +83,30 @@ class OpenAIVideos:
         warnings.filterwarnings(
             "ignore", message="The Sora API is scheduled", category=DeprecationWarning
         )
+        timeout = httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        origin = _origin(yarl.URL(base_url))
+
+        async def same_origin(request: httpx2.Request) -> None:
+            # Called before every request the client sends, redirects included: a create must
+            # never be re-POSTed (prompt, key and all) to a host the settings do not name.
+            if _origin(yarl.URL(str(request.url))) != origin:
+                raise _redirect_refused(str(request.url))
+
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            timeout=timeout,
+            # The SDK's own defaults (connection limits, proxies from the environment,
+            # redirects followed), plus the origin check and a lower redirect limit.
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=timeout,
+                max_redirects=MAX_REDIRECTS,
+                event_hooks={"request": [same_origin], "response": []},
+            ),
         )
         self._base_url = str(self._client.base_url).rstrip("/")
+        self._origin = origin
         headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
         headers.pop("Content-Type", None)
         self._headers = {**headers, "Authorization": f"Bearer {api_key}"}
@@ -136,12 +159,56 @@ class OpenAIVideos:
             raise _translate(exc, self._clock.now()) from exc
         return _remote(video.to_dict())
 
+    async def _get(
+        self,
+        url: str,
+        *,
+        timeouts: aiohttp.ClientTimeout,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """A GET that never leaves the API's origin (scheme, host and port).
+
+        aiohttp would follow a redirect to any host; here one within the origin is followed
+        (at most `MAX_REDIRECTS`) and any other is refused before a byte is sent there.
+        """
+        target = yarl.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._http().get(
+                target,
+                params=params,
+                headers=headers,
+                proxy=self._proxy,
+                timeout=timeouts,
+                allow_redirects=False,
+            )
+            if not 300 <= response.status < 400:
+                return response
+            location = response.headers.get("Location")
+            response.release()
+            if not location:
+                raise exceptions.ProviderRejected(
+                    f"HTTP {response.status} without a Location",
+                    error_code="redirect_refused",
+                    http_status=response.status,
+                )
+            try:
+                target = response.url.join(yarl.URL(location))
+            except ValueError:
+                raise _redirect_refused(location, response.status) from None
+            if _origin(target) != self._origin:
+                raise _redirect_refused(str(target), response.status)
+            params = None  # the Location carries its own query
+        raise exceptions.ProviderRejected(
+            f"more than {MAX_REDIRECTS} redirects from {url}",
+            error_code="redirect_refused",
+            http_status=None,
+        )
+
     async def retrieve(self, video_id: str) -> RemoteVideo:
         url = f"{self._base_url}/videos/{quote(video_id, safe='')}"
         try:
-            async with self._http().get(
-                url, proxy=self._proxy, timeout=self._call_timeout
-            ) as response:
+            async with await self._get(url, timeouts=self._call_timeout) as response:
                 body = await response.read()
                 if response.status >= 400:
                     raise self._status_error(response.status, body, response.headers)
@@ -183,12 +250,8 @@ class OpenAIVideos:
         url = f"{self._base_url}/videos/{quote(video_id, safe='')}/content"
         params = {"variant": variant.value}
         try:
-            response = await self._http().get(
-                url,
-                params=params,
-                headers=_BINARY,
-                proxy=self._proxy,
-                timeout=self._stream_timeout,
+            response = await self._get(
+                url, params=params, headers=_BINARY, timeouts=self._stream_timeout
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise exceptions.ProviderUnavailable(f"download broke: {_why(exc)}") from exc
@@ -249,6 +312,19 @@ def _env_proxy(url: str) -> str | None:
     return proxy
 
 
+def _origin(url: yarl.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one if none is written), as browsers compare them."""
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
+
+
+def _redirect_refused(target: str, status: int | None = None) -> exceptions.ProviderRejected:
+    return exceptions.ProviderRejected(
+        f"refused a redirect away from the API's origin, to {target[:200]}",
+        error_code="redirect_refused",
+        http_status=status,
+    )
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -290,6 +366,10 @@ def _status_error(
 def _translate(exc: openai.APIError, now: datetime) -> exceptions.ProviderError:
     """SDK exceptions to reelwatch's provider errors (the engine turns those into observations)."""
     message = _message(exc)
+    if isinstance(exc.__cause__, httpx2.TooManyRedirects):
+        return exceptions.ProviderRejected(
+            f"more than {MAX_REDIRECTS} redirects", error_code="redirect_refused", http_status=None
+        )
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return exceptions.ProviderUnavailable(f"{type(exc).__name__}: {message}")
     if isinstance(exc, openai.APIStatusError):

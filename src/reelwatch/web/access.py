@@ -9,6 +9,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelwatch.web.errors import ApiError
 
@@ -124,3 +125,36 @@ def public_host(host: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True
+
+
+class SecureCookies:
+    """Mark every cookie `Secure` on requests that came over HTTPS.
+
+    Starlette's SessionMiddleware sets `Secure` only when told `https_only`, which would break
+    the plain-http loopback use; this asks each request instead. The scheme is the one the
+    server reports: uvicorn takes it from `X-Forwarded-Proto` when the proxy is trusted
+    (`--forwarded-allow-ips`, loopback by default).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, _secure(value) if name.lower() == b"set-cookie" else value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, secured)
+
+
+def _secure(cookie: bytes) -> bytes:
+    attributes = [part.strip().lower() for part in cookie.split(b";")[1:]]
+    return cookie if b"secure" in attributes else cookie + b"; Secure"

@@ -114,8 +114,10 @@ async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
         if unknown:
             raise ApiError(422, "invalid_request", f"{sorted(unknown)[0]}: unknown field")
         seconds_raw = fields.get("seconds", "4")
-        if not seconds_raw.isdigit():
-            raise ApiError(422, "invalid_request", "seconds: must be an integer")
+        # ASCII digits, a few of them: str.isdigit() also accepts "²" (int() refuses it) and
+        # int() refuses more than 4,300 digits; no video is longer than 9,999 s anyway.
+        if not (seconds_raw.isascii() and seconds_raw.isdigit() and len(seconds_raw) <= 4):
+            raise ApiError(422, "invalid_request", "seconds: must be a whole number of seconds")
         upload = form.get("input_reference")
         with tempfile.TemporaryDirectory(prefix="reelwatch-upload-") as folder:
             reference: Path | None = None

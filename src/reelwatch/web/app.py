@@ -163,6 +163,7 @@ def create_app(
         max_age=12 * 3600,
         same_site="strict",
     )
+    app.add_middleware(access.SecureCookies)  # outside the sessions: sees their cookie
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(NoNulBytes)
     routers = (api.router, cron.router, webhooks.router, events.router, ops.router)

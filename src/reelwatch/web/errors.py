@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -74,7 +76,44 @@ def install(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _database(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        reason = database_reason(exc, request.app.state.settings.database_url)
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            log.warning(f"database error: {reason}", action="http_db_error", path=request.url.path)
+        else:  # the database refused a statement (a constraint, a value): worth a traceback
+            log.exception(
+                f"database error: {reason}", action="http_db_error", path=request.url.path
+            )
+        return JSONResponse(
+            body("database_unavailable", f"the database failed: {reason}"), status_code=503
+        )
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno == errno.ENOSPC:
+            log.warning("disk full", action="http_disk_full", path=request.url.path)
+            return JSONResponse(body("disk_full", "no space left on the server's disk"), 507)
+        return await _crash(request, exc)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", action="http_error", path=request.url.path)
         return JSONResponse(body("internal_error", "internal error"), status_code=500)
+
+
+def database_reason(exc: sa.exc.DBAPIError, url: str) -> str:
+    """The first line of what the driver said, without the URL or its password.
+
+    SQLAlchemy's own text (`str(exc)`) carries the statement and its parameters, so only the
+    driver's error is used; a driver may name its host or user, but the URL and the password
+    are cut out in case one echoes them.
+    """
+    cause = exc.orig if exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    reason = lines[0].strip() if lines else type(cause).__name__
+    parsed = sa.engine.make_url(url)
+    for secret in (url, parsed.render_as_string(hide_password=False), parsed.password):
+        if secret:
+            reason = reason.replace(str(secret), "***")
+    return reason[:300] or type(cause).__name__

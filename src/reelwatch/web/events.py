@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from reelwatch import service
 from reelwatch.web import access
+from reelwatch.web.errors import ApiError
 
 router = APIRouter(dependencies=[Depends(access.require_user)])
 
@@ -27,6 +28,7 @@ POLL_S = 0.5
 GAP_WAIT_S = 2.0
 KEEPALIVE_S = 15
 BATCH = 200
+MAX_EVENT_ID = 2**63 - 1  # events.id is a BIGINT: a larger id cannot be bound to a query
 
 
 async def _tail(
@@ -61,7 +63,9 @@ async def _tail(
 async def events(
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, description="Start after this event id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="Start after this event id.")
+    ] = None,
 ) -> EventSourceResponse:
     """`event: generation` messages whose data is one audit-log entry as JSON.
 
@@ -71,10 +75,21 @@ async def events(
     """
     svc: service.Service = request.app.state.service
     start = after
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        start = int(last_event_id)
+    if last_event_id is not None and last_event_id.strip():
+        start = _event_id(last_event_id.strip())
     if start is None:
         start = await svc.store.last_event_id()
     return EventSourceResponse(
         _tail(request, svc, start), ping=KEEPALIVE_S, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _event_id(text: str) -> int:
+    """A Last-Event-ID this server could have sent: ASCII digits, within the column's range.
+
+    (str.isdigit() alone also accepts "²", which int() refuses.)"""
+    if text.isascii() and text.isdigit() and int(text) <= MAX_EVENT_ID:
+        return int(text)
+    raise ApiError(
+        400, "invalid_request", f"Last-Event-ID: must be an event id from 0 to {MAX_EVENT_ID}"
     )

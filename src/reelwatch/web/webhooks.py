@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,11 @@ from reelwatch.web.errors import ApiError
 TOLERANCE_S = 300
 MAX_BODY_BYTES = 256 * 1024
 HANDLED = ("video.completed", "video.failed")
+MAX_ID_CHARS = 200  # webhook_deliveries.webhook_id and .video_id are String(200)
+MAX_STAMP_DIGITS = 12  # unix seconds until the year 33658; more is never a real timestamp
+# Ids are ASCII tokens (`msg_...`, `video_...`); anything else (NUL, which PostgreSQL refuses,
+# control characters, spaces) cannot be one and must not reach the store or a log line.
+_ID = re.compile(r"[\x21-\x7e]+")
 
 router = APIRouter()
 
@@ -50,7 +56,9 @@ def verify(payload: bytes, headers: Mapping[str, str], secret: str, now: float) 
     signatures = headers.get("webhook-signature", "")
     if not (webhook_id and stamp and signatures):
         raise Rejected("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not stamp.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses, and a
+    # huge number would overflow the float arithmetic below.
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_STAMP_DIGITS):
         raise Rejected("webhook-timestamp is not a unix time")
     if abs(now - int(stamp)) > TOLERANCE_S:
         raise Rejected("webhook-timestamp is outside the 300 s tolerance")
@@ -67,6 +75,11 @@ def verify(payload: bytes, headers: Mapping[str, str], secret: str, now: float) 
         if hmac.compare_digest(presented, expected):
             return webhook_id
     raise Rejected("no webhook-signature matches")
+
+
+def plausible_id(value: object) -> bool:
+    """An id a delivery row can hold: a string of 1..200 printable ASCII characters."""
+    return isinstance(value, str) and len(value) <= MAX_ID_CHARS and bool(_ID.fullmatch(value))
 
 
 @router.post("/api/webhooks/openai")
@@ -90,10 +103,18 @@ async def receive(request: Request) -> JSONResponse:
     try:
         event: Any = json.loads(payload)
         event_type = str(event["type"])
-        video_id = str(event["data"]["id"])
+        video_id = event["data"]["id"]
     except (ValueError, KeyError, TypeError):
         metrics.webhooks.labels("malformed").inc()
         raise ApiError(400, "invalid_request", "body: not a webhook event") from None
+    for field, value in (("webhook-id", webhook_id), ("data.id", video_id)):
+        if not plausible_id(value):
+            metrics.webhooks.labels("malformed").inc()
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"{field}: must be 1 to {MAX_ID_CHARS} printable ASCII characters",
+            )
     if event_type not in HANDLED:
         metrics.webhooks.labels("ignored").inc()
         return JSONResponse({"received": True, "handled": False})
