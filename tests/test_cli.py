@@ -297,3 +297,36 @@ def test_serve_answers_and_stops_on_sigterm(env: dict[str, str]) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_the_worker_waits_for_an_unreachable_database_and_stops_on_sigterm(
+    env: dict[str, str],
+) -> None:
+    """`reelwatch worker` with its database down keeps trying, one line per try, until stopped."""
+    down = {**env, "REELWATCH_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "reelwatch", "worker"],
+        env=down,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        second = proc.stderr.readline()  # a second try: it did not give up
+        assert "db_wait" in first and "db_wait" in second and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert "hunter2" not in first + second + proc.stderr.read()
+
+
+def test_the_worker_exits_with_one_line_when_the_schema_is_wrong(env: dict[str, str]) -> None:
+    """An error no restart can fix (a table of this version missing) ends the worker: one line."""
+    assert rw(env, "db", "upgrade").returncode == 0
+    db = Path(env["REELWATCH_DATA_DIR"]) / "reelwatch.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE provider_state")
+    result = rw(env, "worker", timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the database cannot be used")
+    assert "Traceback" not in result.stderr

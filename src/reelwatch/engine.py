@@ -462,6 +462,10 @@ class Engine:
                 )
                 submit = self._submit(claim.generation)
                 return claim, await self._call(claim, paid, submit, "submit")
+            case Status.DOWNLOADING if g.expires_at is not None and now >= g.expires_at:
+                # Nothing left to fetch: no request for a copy that is gone.
+                expired = lifecycle.DownloadFailed("the provider's copy has expired")
+                return claim, expired
             case Status.DOWNLOADING:
                 return claim, await self._download(claim, paid)
             case _:
@@ -578,7 +582,6 @@ class Engine:
     async def _download(self, claim: Claim, paid: _Paid) -> lifecycle.Observation:
         started = time.perf_counter()
         await self._spend(paid, len(self.variants))
-        self.breaker.started(self.clock.now())
         held = claim
 
         async def report(variant: Variant, done: int, total: int | None) -> None:
@@ -618,16 +621,11 @@ class Engine:
                 progress_every_s=self.progress_every_s,
             )
         except downloads.DownloadError as exc:
-            if exc.code == "download_failed" and isinstance(
-                exc.__cause__, exceptions.ProviderUnavailable
-            ):
-                self._breaker_failed()
-            elif exc.code != "disk_full":
-                self._breaker_ok()
+            # Not told to the circuit breaker: a cut or slow file is that file's trouble (it
+            # has its own backoff), and must not stop the status checks of everything else.
             return lifecycle.DownloadFailed(
                 exc.message, exc.stored, code=exc.code, retry_after_s=exc.retry_after_s
             )
-        self._breaker_ok()
         return lifecycle.Downloaded(result.assets, time.perf_counter() - started)
 
 

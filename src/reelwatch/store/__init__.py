@@ -50,6 +50,7 @@ from reelwatch.store.tables import (
     webhook_deliveries,
 )
 
+_FULL = 1e9  # tokens of a budget nobody has spent from yet (capped at the claimer's capacity)
 _LEASE_COLUMNS = ("lease_owner", "lease_token", "lease_expires_at")
 _ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 _utc = UTCDateTime()
@@ -412,7 +413,8 @@ class Store:
             row = (await conn.execute(query)).mappings().first()
             if row is None:
                 raise exceptions.NotFound(f"no generation {generation_id}")
-            leased = row["lease_expires_at"] is not None and _utc_value(row) > now
+            # Held up to and including its expiry instant, as `claim_due` sees it.
+            leased = row["lease_expires_at"] is not None and _utc_value(row) >= now
             if row["status"] == Status.PENDING.value and leased:
                 raise exceptions.NotAllowed(
                     f"{generation_id} is being submitted right now; try again in a moment"
@@ -760,7 +762,7 @@ def _ensure_provider(conn: SyncConnection, provider: str, now: datetime, capacit
 
 
 def _pause(conn: SyncConnection, provider: str, until: datetime, now: datetime) -> None:
-    _ensure_provider(conn, provider, now, 1.0)
+    _ensure_provider(conn, provider, now, _FULL)  # a full bucket: claims cap it to capacity
     column = provider_state.c.paused_until
     conn.execute(
         provider_state.update()

@@ -60,6 +60,7 @@ def require_user(request: Request) -> None:
             return
         if logged_in(request):
             if request.method not in SAFE_METHODS:
+                same_site_only(request)  # a second layer beside SameSite and the token
                 check_csrf(request, request.headers.get("x-csrf-token"))
             return
         raise ApiError(401, "unauthorized", "a valid Authorization: Bearer token is required")
@@ -82,12 +83,17 @@ def require_local(request: Request) -> None:
     if hostname != "localhost" and not is_loopback(hostname.strip("[]")):
         raise ApiError(403, "forbidden", "without REELWATCH_API_TOKEN only localhost is served")
     if request.method not in SAFE_METHODS:
-        site = request.headers.get("sec-fetch-site")
-        origin = request.headers.get("origin")
-        if site is not None and site not in ("same-origin", "none"):
-            raise ApiError(403, "cross_site", "cross-site requests are refused")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-            raise ApiError(403, "cross_site", "cross-site requests are refused")
+        same_site_only(request)
+
+
+def same_site_only(request: Request) -> None:
+    """Refuse a change a browser says comes from another site (Sec-Fetch-Site, Origin)."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site is not None and site not in ("same-origin", "none"):
+        raise ApiError(403, "cross_site", "cross-site requests are refused")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "cross_site", "cross-site requests are refused")
 
 
 def csrf_token(request: Request) -> str:

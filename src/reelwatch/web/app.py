@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from urllib.parse import unquote_to_bytes
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -153,8 +155,21 @@ def create_app(
         version=reelwatch.__version__,
         description="Submit, monitor and download asynchronous AI video generations.",
         lifespan=lifespan,
+        # The API docs are served below, behind the same access rule as the API itself.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(access.require_user)])
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(access.require_user)])
+    async def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="reelwatch API")
+
     errors.install(app)
     app.add_middleware(
         SessionMiddleware,

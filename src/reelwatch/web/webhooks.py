@@ -70,7 +70,7 @@ def verify(payload: bytes, headers: Mapping[str, str], secret: str, now: float) 
             continue  # other schemes (or no prefix at all) never match
         try:
             presented = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII string
             continue
         if hmac.compare_digest(presented, expected):
             return webhook_id
