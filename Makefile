@@ -25,7 +25,7 @@ lint: $(STAMP)
 
 test: lint
 	scripts/ensure-chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

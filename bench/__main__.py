@@ -3,6 +3,10 @@
 Every scenario starts the simulator and the contenders itself, on the same seeded workload,
 in the same run. `--quick` shrinks the workload so CI can check the harness still works; only
 full runs are quoted in docs/benchmarks.md.
+
+`python -m bench chaos [--soak-seconds N]` runs the reliability scenarios (tests/chaos) in
+their long mode and prints their table; it is not part of `all` (it has its own CI step) and
+exits non-zero when a scenario fails.
 """
 
 from __future__ import annotations
@@ -13,13 +17,28 @@ import json
 import sys
 
 SCENARIOS = ("lag", "scale", "download", "api")
+SEPARATE = ("chaos",)  # run only when named
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", choices=(*SCENARIOS, "all"))
+    parser.add_argument("scenario", choices=(*SCENARIOS, *SEPARATE, "all"))
     parser.add_argument("--quick", action="store_true", help="a small workload (CI)")
+    parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=None,
+        help="chaos only: how long the soak runs (default 600, 60 with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.soak_seconds is not None and args.scenario != "chaos":
+        parser.error("--soak-seconds applies to the chaos scenario only")
+    if args.scenario == "chaos":
+        from bench import chaos
+
+        path = chaos.run(quick=args.quick, soak_seconds=args.soak_seconds)
+        print(f"chaos: wrote {path}", file=sys.stderr)
+        return 0 if json.loads(path.read_text())["passed"] else 1
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     for name in chosen:
         module = importlib.import_module(f"bench.{name}")

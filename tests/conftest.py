@@ -146,3 +146,18 @@ async def step(svc: service.Service, world: World, generation_id: str) -> Genera
     assert svc.engine is not None
     await svc.engine.cycle()
     return await svc.get(generation_id)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every figure the chaos scenarios reported (tests/chaos), together at the end of the run."""
+    lines = [
+        str(value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        for key, value in getattr(report, "user_properties", ())
+        if key == "chaos_figure"
+    ]
+    if lines:
+        terminalreporter.section("chaos figures")
+        for line in lines:
+            terminalreporter.write_line(line)

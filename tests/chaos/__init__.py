@@ -1,0 +1,1 @@
+"""Chaos scenarios: real worker, server and simulator processes against real PostgreSQL."""
