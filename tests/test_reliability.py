@@ -19,7 +19,16 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from reelwatch import breaker, exceptions, metrics, service, settings, simulator
+from reelwatch import (
+    breaker,
+    exceptions,
+    lifecycle,
+    metrics,
+    schedule,
+    service,
+    settings,
+    simulator,
+)
 from reelwatch.models import Generation, NewEvent, Status
 from reelwatch.web import create_app
 from tests.conftest import World, make_settings, step
@@ -155,7 +164,8 @@ async def test_readyz_says_when_the_worker_is_not_running(own_sqlite: settings.S
             await wait_for(not_ready, within_s=10, what="not ready")
             answer = (await client.get("/readyz")).json()
             assert answer["status"] == "unavailable"
-            assert answer["reason"] == "worker not running"
+            assert answer["reason"].startswith("worker not running: ")
+            assert "provider_state" in answer["reason"]  # why it stopped
 
 
 # --- leases, creates, the shared pause and budget -----------------------------------------
@@ -252,28 +262,46 @@ async def test_the_request_budget_is_shared_by_all_workers(world: World) -> None
 
 
 async def test_a_generation_claimed_too_often_without_a_step_is_quarantined(
-    svc: service.Service, world: World
+    world: World,
 ) -> None:
-    """Claims that end in crashes are counted; after five it is set aside, not polled."""
-    g = await submit(svc, "poison")
-    assert svc.engine is not None
-    world.advance_to(g.next_poll_at)
-    for _ in range(6):  # six workers took it and died without writing anything
-        [claim] = await svc.store.claim_due(
-            owner="doomed", now=world.clock.now(), limit=1, lease_s=30
-        )
-        world.advance(31)
-    assert claim.generation.claims == 6
-    polls = world.sim.sim.stats()["requests"].get("retrieve", 0)
-    await svc.engine.cycle()
-    after = await svc.get(g.id)
-    assert after.attention is not None and after.attention.startswith("poison_pill")
-    assert after.next_poll_at is not None
-    assert after.next_poll_at >= world.clock.now() + timedelta(minutes=9)
-    assert world.sim.sim.stats()["requests"].get("retrieve", 0) == polls  # no provider call
-    assert svc.view(after)["attention"] == after.attention
-    reset = await svc.reset(g.id)
-    assert reset.attention is None and reset.claims == 0
+    """Claims that end in crashes are counted; after five it is set aside, not polled; a reset
+    clears that, and so does the one real attempt made every ten minutes when it answers."""
+    patient = world.with_settings(timeout_minutes=120)
+    async with service.open_service(patient.settings, clock=world.clock, need_provider=True) as svc:
+        assert svc.engine is not None
+        g = await submit(svc, "[sim:queue=0,render=6000] poison")
+
+        async def crash_six_times() -> None:
+            for _ in range(6):  # six workers took it and died without writing anything
+                world.advance_to((await svc.get(g.id)).next_poll_at)
+                await svc.store.claim_due(
+                    owner="doomed", now=world.clock.now(), limit=1, lease_s=30
+                )
+                world.advance(31)
+
+        await crash_six_times()
+        polls = world.sim.sim.stats()["requests"].get("retrieve", 0)
+        await svc.engine.cycle()
+        after = await svc.get(g.id)
+        assert after.attention is not None and after.attention.startswith("poison_pill")
+        assert after.next_poll_at is not None
+        assert after.next_poll_at >= world.clock.now() + timedelta(minutes=9)
+        assert world.sim.sim.stats()["requests"].get("retrieve", 0) == polls  # no call
+        assert svc.view(after)["attention"] == after.attention
+        reset = await svc.reset(g.id)  # by hand
+        assert reset.attention is None and reset.claims == 0
+
+        await crash_six_times()
+        await svc.engine.cycle()
+        again = await svc.get(g.id)
+        assert again.attention is not None
+        # Ten minutes on, one real attempt: the provider answers, which lifts the quarantine.
+        polls = world.sim.sim.stats()["requests"].get("retrieve", 0)
+        world.advance_to(again.next_poll_at)
+        await svc.engine.cycle()
+        tried = await svc.get(g.id)
+        assert world.sim.sim.stats()["requests"].get("retrieve", 0) == polls + 1
+        assert tried.attention is None and tried.claims == 0
 
 
 async def test_a_step_written_clears_the_claim_count(svc: service.Service, world: World) -> None:
@@ -398,3 +426,69 @@ async def test_a_download_whose_lease_is_taken_stops_and_stores_nothing(
     assert after.status is Status.CANCELLED and not after.assets
     # The small extras may have finished first (whole files); the video never lands, no temp.
     assert not list(svc.storage.root.rglob("video*")) and not list(svc.storage.root.rglob("*.part"))
+
+
+async def test_a_submit_honours_a_pause_another_worker_recorded(
+    svc: service.Service, world: World
+) -> None:
+    """The API's and the CLI's submit read the shared pause: no create inside the window."""
+    now = world.clock.now()
+    await svc.store.pause(
+        svc.engine.provider.name if svc.engine else "", until=now + timedelta(seconds=30), now=now
+    )
+    g = await submit(svc, "while paused")
+    assert g.status is Status.PENDING and g.video_id is None
+    assert g.next_poll_at is not None and g.next_poll_at >= now + timedelta(seconds=30)
+    assert world.sim.sim.stats()["creates"] == 0
+    world.advance(31)
+    assert svc.engine is not None
+    await svc.engine.cycle()
+    assert (await svc.get(g.id)).video_id is not None
+    assert world.sim.sim.stats()["creates"] == 1
+
+
+async def test_provider_text_too_long_or_with_nul_is_stored_not_an_outage(
+    svc: service.Service, world: World
+) -> None:
+    """A 60-character status word and a NUL in an error message fit the columns (PostgreSQL)."""
+    word = "rendering_" + "x" * 50
+    g = await submit(svc, f"[sim:queue=0,render=30,unknown_status={word}] odd words")
+    g = await step(svc, world, g.id)
+    assert g.remote_status == word[:50] and g.status is Status.QUEUED
+    assert svc.engine is not None and svc.engine.health.db_error is None
+
+
+def test_a_huge_retry_after_is_read_as_an_hour() -> None:
+    """A Retry-After of years (or beyond what a date can hold) waits an hour, never crashes."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    g = Generation(
+        id="gen_x",
+        provider="openai",
+        video_id="video_x",
+        status=Status.QUEUED,
+        progress=0,
+        model="sora-2",
+        seconds=4,
+        size="720x1280",
+        prompt="p",
+        created_at=now,
+        watch_started_at=now,
+    )
+    for huge in (31_536_000.0, 1e12):
+        d = lifecycle.decide(g, lifecycle.RateLimited(huge), now, schedule.Policy(), 0.5)
+        assert d.generation.next_poll_at is not None
+        wait = (d.generation.next_poll_at - now).total_seconds()
+        assert lifecycle.MAX_RETRY_AFTER_S <= wait <= lifecycle.MAX_RETRY_AFTER_S + 1
+
+
+async def test_a_server_without_a_worker_reports_no_worker_up(
+    own_sqlite: settings.Settings,
+) -> None:
+    """`serve --no-worker` exposes no `reelwatch_worker_up` (which would read as a dead worker)."""
+    for run_worker, expected in ((False, False), (True, True)):
+        app = create_app(own_sqlite, run_worker=run_worker)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                text = (await c.get("/metrics")).text
+        assert ("reelwatch_worker_up" in text) is expected

@@ -270,6 +270,7 @@ def worker(
                 await run_until_signalled(svc.engine.run)
                 return None
             collected = metrics.Metrics(tables=False)
+            collected.track_worker()
             svc.engine.metrics = collected
             try:
                 server, _ = prometheus_client.start_http_server(

@@ -34,7 +34,6 @@ from reelwatch.store import Claim, Store, database_error
 log = structlog.get_logger("reelwatch.engine")
 
 LOOK_AGAIN_S = 1.0  # the longest an idle worker goes without looking for due rows
-POISON_CLAIMS = 5  # claims without a step written before a generation is set aside
 RECONNECT_BASE_S = 0.25  # the loop's backoff after a database error: full jitter, capped
 RECONNECT_MAX_S = 2.0
 SWEEP_EVERY_S = 60.0  # how often the janitor looks for orphaned temp files
@@ -88,6 +87,40 @@ class Health:
     last_loop_at: float | None = None  # monotonic time of the last step that reached the DB
     db_error: str | None = None  # the last database error, until a step succeeds again
     db_error_since: float | None = None
+    stopped_because: str | None = None  # why the loop last ended with an error
+
+    def trouble(self, *, stalled_after_s: float) -> str | None:
+        """Why this worker is not ready, in words; None when it is."""
+        if not self.running:
+            why = f": {self.stopped_because}" if self.stopped_because else ""
+            return f"worker not running{why}"
+        if self.db_error is not None:
+            return f"worker cannot reach the database: {self.db_error}"
+        if self.last_loop_at is not None and time.monotonic() - self.last_loop_at > stalled_after_s:
+            return f"worker stalled: no step for over {stalled_after_s:g}s"
+        return None
+
+
+RESTART_MAX_S = 30.0
+
+
+async def supervised(engine: Engine, stop: asyncio.Event) -> None:
+    """Run the worker until `stop`; if it ever dies (it survives database errors itself, so
+    this is a bug or a schema of another version), log it in one line and start it again,
+    backing off (what `serve` runs; a standalone worker exits instead, and its supervisor,
+    systemd or the like, restarts it)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await engine.run(stop)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, exceptions.ReelwatchError) else repr(exc)
+            engine.health.stopped_because = reason
+            log.error(f"worker stopped: {reason}; restarting in {delay:g}s", action="worker_died")
+            await _first(stop, within_s=delay)
+            delay = min(RESTART_MAX_S, delay * 2)
+        else:
+            return
 
 
 def policy_from(settings: Settings) -> schedule.Policy:
@@ -250,6 +283,9 @@ class Engine:
             await asyncio.sleep(0)  # there may be more due right now
         elif self._budget_wait_s > 0:
             await _first(stop, within_s=min(self._budget_wait_s, LOOK_AGAIN_S * 10))
+        elif self.breaker.allowance(self.clock.now()) == 0:
+            # The circuit is open, or its probe is out: nothing to claim until it answers.
+            await _first(stop, self._wake, freed, within_s=LOOK_AGAIN_S)
         else:
             await _first(stop, self._wake, freed, within_s=await self._idle_s())
 
@@ -287,7 +323,7 @@ class Engine:
             return min(cap, (self._paused_until - now).total_seconds())
         if (wait := self.breaker.wait_s(now)) > 0:
             return min(cap, wait)
-        due = await self.store.next_due_at()
+        due = await self.store.next_due_at(self.provider.name)
         if due is None:
             return cap
         return max(0.0, min(cap, (due - now).total_seconds()))
@@ -296,6 +332,7 @@ class Engine:
         """Claim due rows of this provider, as many as the shared pause, the shared request
         budget and this worker's circuit breaker allow."""
         now = self.clock.now()
+        self._budget_wait_s = 0.0
         if self._paused_until is not None and self._paused_until > now:
             return []
         allowed = self.breaker.allowance(now)
@@ -337,8 +374,9 @@ class Engine:
 
     async def _guarded(self, claim: Claim, summary: Summary) -> None:
         """Advance one generation; whatever goes wrong stays with it."""
+        current = [claim]  # where `advance` has got to, so a failure is written on top of it
         try:
-            after = await self.advance(claim, prepaid=1)
+            after = await self.advance(claim, prepaid=1, current=current)
             summary.count(claim.generation.status, after)
         except exceptions.LeaseLost:
             log.info("lease lost", action="lease_lost", generation=claim.generation.id)
@@ -355,12 +393,12 @@ class Engine:
                     action="db_error",
                     generation=claim.generation.id,
                 )
-                await self._release_when_back(claim)
+                await self._release_when_back(current[-1])
                 return
             log.exception("advance failed", action="advance_error", generation=claim.generation.id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
-                await self._apply(claim, lifecycle.Crashed(reason))
+                await self._apply(current[-1], lifecycle.Crashed(reason))
 
     async def _release_when_back(self, claim: Claim) -> None:
         """Give the lease back as soon as the database answers again, so the generation moves
@@ -381,14 +419,18 @@ class Engine:
 
     # --- one step of one generation ---------------------------------------------------------
 
-    async def advance(self, claim: Claim, *, prepaid: int = 0) -> Generation:
+    async def advance(
+        self, claim: Claim, *, prepaid: int = 0, current: list[Claim] | None = None
+    ) -> Generation:
         """Take a claimed generation one step and release it; returns the stored result.
 
         `prepaid` is how many provider requests the claim already took from the shared budget
-        (a claim takes one); any beyond are taken as they are made.
+        (a claim takes one); any beyond are taken as they are made. `current`, if given, is
+        kept pointing at the claim as last written (a step may write more than once).
         """
         paid = _Paid(prepaid)
-        if claim.generation.claims > POISON_CLAIMS:
+        current = current if current is not None else [claim]
+        if claim.generation.claims > lifecycle.POISON_CLAIMS:
             claim = await self._apply(claim, lifecycle.Quarantined(claim.generation.claims - 1))
             log.warning(
                 f"{claim.generation.id} quarantined: claimed too often without a step",
@@ -398,8 +440,10 @@ class Engine:
             return claim.generation
         while True:
             claim, observation = await self._observe(claim, paid)
+            current.append(claim)
             expected = _follow_on(observation)
             claim = await self._apply(claim, observation, release=expected is None)
+            current.append(claim)
             if expected is None or claim.generation.status is not expected:
                 break
         return claim.generation
@@ -447,6 +491,14 @@ class Engine:
         if self.breaker.state(now) is breaker.State.OPEN:
             until = self.breaker.reopens_at
             return claim, lifecycle.Wait(until, "the provider keeps failing (circuit open)")
+        if paid.requests == 0:
+            # Not claimed through the shared gate just now (a submit, an admin's "now", a
+            # follow-on step): read the provider's pause before sending anything.
+            gate = await self.store.gate(self.provider.name)
+            if gate.paused_until is not None and gate.paused_until > now:
+                self._paused_until = max(self._paused_until or now, gate.paused_until)
+                wait = (gate.paused_until - now).total_seconds()
+                return claim, lifecycle.RateLimited(wait, "paused after a 429", local=True)
         match g.status:
             case Status.PENDING if g.submit_ambiguous:
                 sent = g.submit_started_at
@@ -457,6 +509,12 @@ class Engine:
                     return claim, lifecycle.Wait(ready, "a create is in flight")
                 return claim, await self._call(claim, paid, self._reconcile(g), "reconcile")
             case Status.PENDING:
+                if (
+                    claim.lease_expires_at - now
+                ).total_seconds() < self.settings.request_timeout_seconds:
+                    # Not enough lease left to see a create through (this process stalled):
+                    # sending now could race a worker that takes the row over.
+                    raise exceptions.LeaseLost("too little lease left to send a create")
                 claim = await self.store.mark_submitting(
                     claim, now=now, reconcile_after_s=self.policy.reconcile_delay_s
                 )
@@ -544,7 +602,8 @@ class Engine:
                     return
                 except Exception as exc:
                     if database_error(exc) is None:
-                        raise
+                        log.exception("lease renewal failed", generation=claim.generation.id)
+                        return
                     log.warning("lease renewal failed", generation=claim.generation.id)
 
         renewer = asyncio.create_task(renew(), name=f"renew-{claim.generation.id}")

@@ -27,7 +27,9 @@ from reelwatch.models import (
 )
 
 OPTIONAL_TRIES = 5  # download attempts before a stored video completes without its extras
-QUARANTINE_S = 600.0  # a quarantined generation (poison pill) is looked at this rarely
+QUARANTINE_S = 600.0  # a quarantined generation (poison pill) is tried again this rarely
+POISON_CLAIMS = 5  # claims without a step written before a generation is quarantined
+MAX_RETRY_AFTER_S = 3600.0  # a longer Retry-After is read as an hour (a year would stop all)
 
 # --- observations -------------------------------------------------------------------------
 
@@ -249,10 +251,15 @@ def _decide(
         case Quarantined(claims=claims):
             reason = (
                 f"poison_pill: claimed {claims} times without a step written (workers may "
-                "be crashing on it); looked at every 10 minutes until someone resets it"
+                "be crashing on it); tried once every 10 minutes until it answers or is reset"
             )
+            # One claim short of the limit: the next claim (in 10 minutes) makes one real
+            # attempt; if that one dies too, the claim after it quarantines it again.
             new = dataclasses.replace(
-                g, attention=reason, next_poll_at=now + timedelta(seconds=QUARANTINE_S)
+                g,
+                attention=reason,
+                claims=POISON_CLAIMS - 1,
+                next_poll_at=now + timedelta(seconds=QUARANTINE_S),
             )
             return Decision(new, NewEvent("quarantined", {"claims": claims, "reason": reason}))
         case Wait(until=until, reason=reason):
@@ -305,6 +312,7 @@ def _decide(
             failures = g.failures + 1
             if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
                 # No earlier than Retry-After; a little jitter after it spreads the herd.
+                retry_after = min(retry_after, MAX_RETRY_AFTER_S)
                 delay = retry_after + rand * min(1.0, retry_after / 10.0)
             else:
                 delay = schedule.backoff_s(failures, policy, rand)
@@ -352,6 +360,7 @@ def _decide(
             failures = g.failures + 1
             delay = schedule.backoff_s(failures, policy, rand)
             if wait is not None and math.isfinite(wait) and wait >= 0:
+                wait = min(wait, MAX_RETRY_AFTER_S)
                 delay = max(delay, wait + rand * min(1.0, wait / 10.0))  # never inside the window
             next_at = now + timedelta(seconds=delay)
             if g.expires_at is not None:

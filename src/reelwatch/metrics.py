@@ -78,8 +78,10 @@ class Metrics:
             "reelwatch_webhooks", "Webhook deliveries received, by result.", ["result"], registry=r
         )
         # Health, for alerts (docs/alerts.yml).
+        # Exposed only by a process that runs a worker (`track_worker`): a server without one
+        # must not report a worker that is down.
         self.worker_up = Gauge(
-            "reelwatch_worker_up", "1 while this process's worker loop runs.", registry=r
+            "reelwatch_worker_up", "1 while this process's worker loop runs.", registry=None
         )
         self.database_errors = Counter(
             "reelwatch_database_errors", "Database errors met by the worker.", registry=r
@@ -108,6 +110,10 @@ class Metrics:
             "Active generations set aside for a person (claimed too often without a step).",
             registry=table,
         )
+
+    def track_worker(self) -> None:
+        """This process runs a worker: expose `reelwatch_worker_up`."""
+        self.registry.register(self.worker_up)
 
     def record(self, observation: lifecycle.Observation, decision: lifecycle.Decision) -> None:
         """Count what one applied decision tells (called by the engine after each write)."""

@@ -30,6 +30,8 @@ from reelwatch.providers.base import Provider
 from reelwatch.settings import Settings
 from reelwatch.store import Page, Store
 
+log = structlog.get_logger("reelwatch.service")
+
 MODELS = (
     "sora-2",
     "sora-2-pro",
@@ -443,5 +445,4 @@ async def _open_patiently(settings: Settings) -> Store:
             delay = min(5.0, delay * 2)
 
 
-log = structlog.get_logger("reelwatch.service")
 _system_clock = clock.SystemClock()

@@ -127,12 +127,22 @@ def database_error(exc: BaseException) -> DatabaseTrouble | None:
     """
     if isinstance(exc, exceptions.DatabaseUnavailable):
         return DatabaseTrouble(exc.message, fatal=False)
-    if not isinstance(exc, sa.exc.SQLAlchemyError):
-        return None
+    if isinstance(exc, sa.exc.NoSuchTableError):
+        return DatabaseTrouble(_reason(exc), fatal=True)
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None  # a statement reelwatch got wrong is a bug, not an outage
     reason = _reason(exc)
-    missing = "no such table" in reason or "no such column" in reason
-    fatal = missing or isinstance(exc, sa.exc.ProgrammingError | sa.exc.NoSuchTableError)
-    return DatabaseTrouble(reason, fatal=fatal)
+    if "no such table" in reason or "no such column" in reason:
+        return DatabaseTrouble(reason, fatal=True)
+    if isinstance(exc, sa.exc.ProgrammingError):
+        return DatabaseTrouble(reason, fatal=True)  # e.g. PostgreSQL's undefined table
+    if exc.connection_invalidated or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    ):
+        return DatabaseTrouble(reason, fatal=False)  # connection lost, server gone, disk full
+    # A value the database refuses (DataError, IntegrityError): this row's trouble, not an
+    # outage; the caller treats it like any other failure of one step.
+    return None
 
 
 class Store:
@@ -595,11 +605,14 @@ class Store:
             quarantined = (await conn.execute(set_aside)).scalar()
         return Trouble(expiring=int(expiring or 0), quarantined=int(quarantined or 0))
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest time any active, unleased generation is due (for the worker's sleep)."""
+    async def next_due_at(self, provider: str | None = None) -> datetime | None:
+        """The earliest time any active, unleased generation (of `provider`, if given) is due
+        (for the worker's sleep)."""
         query = sa.select(sa.func.min(generations.c.next_poll_at)).where(
             generations.c.status.in_(_ACTIVE_VALUES), generations.c.lease_token.is_(None)
         )
+        if provider is not None:
+            query = query.where(generations.c.provider == provider)
         async with self._engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
         return _utc.process_result_value(value, self._engine.dialect)
@@ -824,13 +837,13 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "remote_completed_at": g.remote_completed_at,
         "completed_at": g.completed_at,
         "expires_at": g.expires_at,
-        "error_code": g.error.code if g.error else None,
-        "error_message": g.error.message if g.error else None,
+        "error_code": _fit(g.error.code, 100) if g.error else None,
+        "error_message": _fit(g.error.message, None) if g.error else None,
         "attempts": g.attempts,
         "failures": g.failures,
         "next_poll_at": g.next_poll_at,
         "last_progress_at": g.last_progress_at,
-        "remote_status": g.remote_status,
+        "remote_status": _fit(g.remote_status, 50),
         "submit_ambiguous": g.submit_ambiguous,
         "assets": {v.value: a.to_json() for v, a in g.assets.items()},
         "updated_at": g.updated_at or g.created_at,
@@ -841,6 +854,15 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "attention": g.attention,
         "submit_started_at": g.submit_started_at,
     }
+
+
+def _fit(text: str | None, width: int | None) -> str | None:
+    """Provider text as a column can hold it: no NUL (PostgreSQL refuses it in text), and cut
+    to the column's width (a provider's status word or error code can be anything)."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    return text if width is None else text[:width]
 
 
 def _from_row(row: sa.RowMapping) -> Generation:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,29 +90,6 @@ async def _refuse(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-RESTART_MAX_S = 30.0
-
-
-async def supervised(engine: engine_module.Engine, stop: asyncio.Event) -> None:
-    """Run the worker until `stop`; if it ever dies (it survives database errors itself, so
-    this is a bug or a missing schema), log it in one line and start it again, backing off."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            await engine.run(stop)
-        except Exception as exc:
-            log.error(
-                f"worker stopped: {type(exc).__name__}: {exc}; restarting in {delay:g}s",
-                action="worker_died",
-            )
-            engine.health.db_error = engine.health.db_error or f"{type(exc).__name__}: {exc}"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(RESTART_MAX_S, delay * 2)
-        else:
-            return
-
-
 def create_app(
     settings: Settings,
     *,
@@ -138,9 +114,9 @@ def create_app(
             worker = None
             app.state.worker = None
             if run_worker and svc.engine is not None:
-                collected.worker_up.set(0)
+                collected.track_worker()
                 worker = asyncio.create_task(
-                    supervised(svc.engine, stop), name="reelwatch-worker-supervisor"
+                    engine_module.supervised(svc.engine, stop), name="reelwatch-worker-supervisor"
                 )
                 app.state.worker = svc.engine.health
             try:

@@ -43,11 +43,14 @@ async def readyz(request: Request) -> JSONResponse:
         return _unavailable(reason)
     health: engine.Health | None = request.app.state.worker
     if health is not None:
-        if not health.running:
-            return _unavailable("worker not running")
-        if health.db_error is not None:
-            return _unavailable(f"worker cannot reach the database: {health.db_error}")
+        # The loop reaches the database at least every few seconds, however idle it is.
+        why = health.trouble(stalled_after_s=STALLED_AFTER_S)
+        if why is not None:
+            return _unavailable(why)
     return JSONResponse({"status": "ok"})
+
+
+STALLED_AFTER_S = 60.0
 
 
 def _unavailable(reason: str) -> JSONResponse:
