@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,22 +47,32 @@ def _pg_reachable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (CI never skips these tests)."""
+@contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database named `prefix_<random>`, dropped WITH (FORCE) afterwards.
+
+    Without a server the test is skipped locally; in CI (`CI` set) it fails instead.
+    """
     problem = _pg_reachable()
     if problem is not None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
-        # Locally without a server the PostgreSQL half is skipped; in CI (above) it fails.
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}")
-    name = f"reelwatch_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (CI never skips these tests)."""
+    with fresh_pg_database("reelwatch_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -28,16 +27,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
-import pytest
 import structlog
 from sqlalchemy.engine import make_url
+
+from tests import conftest
 
 if TYPE_CHECKING:
     from reelwatch.settings import Settings
@@ -105,32 +105,9 @@ def _show(value: object) -> str:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def _pg_problem() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.OperationalError as exc:
-        return str(exc).strip().splitlines()[0]
-    return None
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
+def pg_database() -> AbstractContextManager[str]:
     """A fresh PostgreSQL database; dropped WITH (FORCE) afterwards. Fails in CI if PG is down."""
-    problem = _pg_problem()
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}")
-    name = f"reelwatch_chaos_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return conftest.fresh_pg_database("reelwatch_chaos")
 
 
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
