@@ -170,8 +170,9 @@ def test_rate_limited_never_polls_before_retry_after() -> None:
         d = lifecycle.decide(g, observation, now, policy, rand)
         new = d.generation
         assert new.next_poll_at is not None
-        assert new.next_poll_at >= now + timedelta(seconds=retry_after_s)
-        assert new.next_poll_at <= now + timedelta(seconds=retry_after_s + 1.0, microseconds=1)
+        capped = min(retry_after_s, lifecycle.MAX_RETRY_AFTER_S)  # a longer one reads as 1 h
+        assert new.next_poll_at >= now + timedelta(seconds=capped)
+        assert new.next_poll_at <= now + timedelta(seconds=capped + 1.0, microseconds=1)
         assert new.status is g.status and new.error == g.error
         assert new.attempts == g.attempts + (0 if local else 1)
 
@@ -233,7 +234,8 @@ def test_retry_after_header_is_a_lower_bound_end_to_end() -> None:
         assert retry_after is not None
         d = lifecycle.decide(g, lifecycle.RateLimited(retry_after), now, schedule.Policy(), rand)
         assert d.generation.next_poll_at is not None
-        assert d.generation.next_poll_at >= stated
+        longest = now + timedelta(seconds=lifecycle.MAX_RETRY_AFTER_S)
+        assert d.generation.next_poll_at >= min(stated, longest)
 
     prop()
     report("Retry-After header", runs)

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests import conftest
 from tests.chaos import harness
 
 pytestmark = pytest.mark.chaos
@@ -92,7 +93,7 @@ def test_proxy_hang_accepts_and_never_answers(proxy: harness.FaultProxy) -> None
 
 def test_proxy_down_cuts_open_postgres_sessions_and_refuses_until_up() -> None:
     """down() breaks an open PostgreSQL session and refuses new ones; up() lets them in."""
-    if harness._pg_problem() is not None:
+    if conftest._pg_reachable() is not None:
         pytest.skip("PostgreSQL not reachable")
     with harness.FaultProxy("127.0.0.1", 5432) as proxy:
         url = harness.pg_via(proxy, harness.PG_ADMIN_URL)
