@@ -1,8 +1,11 @@
-"""An OpenAI-compatible Videos API simulator for the demo, the test suite and benchmarks.
+"""Simulated video APIs for the demo, the test suite and benchmarks.
 
-Start one in-process with `running()` (tests), or blocking with `serve()` (the CLI). Jobs follow
-a seeded or prompt-scripted timeline on a clock tests can advance; faults can be injected per
-route; terminal transitions are announced by signed webhooks.
+One process fakes the OpenAI Videos API (`{origin}/v1`), Replicate (`{origin}/replicate`, see
+`replicate.py`) and the fal queue (`{origin}/fal/`, see `fal.py`) on one core. Start one
+in-process with `running()` (tests; `RunningSimulator.base_url`, `.replicate_base_url`,
+`.fal_queue_url`, `.fal_jwks_url`), or blocking with `serve()` (the CLI). Jobs follow a seeded or
+prompt-scripted timeline on a clock tests can advance; faults can be injected per route; endings
+are announced by signed webhooks (Standard Webhooks for OpenAI and Replicate, Ed25519 for fal).
 
 Prompt directives, anywhere in the prompt (the prompt is echoed unchanged):
     [sim:queue=0,render=5]        exact queue and render durations in seconds
@@ -14,14 +17,16 @@ Prompt directives, anywhere in the prompt (the prompt is echoed unchanged):
 An unknown key or a malformed value is a 400 on `prompt`.
 
 Faults (`Simulator.inject(route, kind, count=1, video_id=None, **params)`, or POST /_sim/faults):
-routes create, retrieve, list, content, delete, remix or "*"; kinds rate_limit (retry_after,
-retry_after_ms), server_error (status, should_retry), latency (seconds), truncate,
-create_then_fail (create only), drop. count=-1 lasts until `reset_faults()`.
+routes create, retrieve, list, content, delete, remix; replicate.create, replicate.get,
+replicate.list, replicate.cancel, replicate.files; fal.submit, fal.status, fal.result, fal.cancel,
+fal.files; or "*". Kinds rate_limit (retry_after, retry_after_ms), server_error (status,
+should_retry), latency (seconds), truncate, create_then_fail (create routes only), drop; each
+dialect answers in its own shape. count=-1 lasts until `reset_faults()`.
 
 Controls over HTTP, without auth: GET /_sim/health, GET /_sim/stats, POST /_sim/faults,
 POST /_sim/reset-faults, POST /_sim/clock/advance {"seconds"}, POST /_sim/shutdown {"enabled"},
-POST /_sim/webhooks/tamper {"duplicate", "timestamp_offset_s", "bad_signature"},
-POST /_sim/reset {SimConfig fields...}.
+POST /_sim/webhooks/tamper {"duplicate", "timestamp_offset_s", "bad_signature", "dialect"},
+POST /_sim/fal/rotate-key, GET /_sim/replicate/webhook-secret, POST /_sim/reset {SimConfig...}.
 """
 
 from reelwatch.simulator.config import SimClock, SimConfig

@@ -1,9 +1,10 @@
-"""HTTP surface of the simulator: the OpenAI Videos routes under /v1 (plus `controls` under /_sim).
+"""HTTP surface of the simulator: the OpenAI Videos routes under /v1, composed with Replicate's
+(`replicate.py`, under /replicate), fal's (`fal.py`, under /fal) and the `controls` under /_sim.
 
-Raw Starlette, one handler per operation, all state in the `Simulator`. Every /v1 handler is
-wrapped by `_Api.guard`: count the request, add the configured latency, check the bearer token,
-answer as a shut-down API if asked to, then apply whatever fault was injected for it. Errors use
-the API's envelope `{"error": {"message", "type", "param", "code"}}`.
+Raw Starlette, one handler per operation, all state in the `Simulator`. Every handler is wrapped
+by `surface.Guard`: count the request, add the configured latency, check the credentials, answer
+as a shut-down API if asked to (OpenAI only), then apply whatever fault was injected for it.
+OpenAI errors use the API's envelope `{"error": {"message", "type", "param", "code"}}`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import hmac
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,22 +26,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from reelwatch.simulator import content, controls, faults, jobs
+from reelwatch.simulator import content, controls, fal, faults, jobs, replicate, surface
 from reelwatch.simulator.config import SimConfig
+from reelwatch.simulator.surface import Headers
 
 if TYPE_CHECKING:
     from reelwatch.simulator.state import Simulator
 
-Headers = dict[str, str]
-Handler = Callable[[Request, Headers], Awaitable[Response]]
 SHUTDOWN_MESSAGE = (
     "The Videos API and the Sora 2 models have been shut down; "
     "the model `sora-2` does not exist or you do not have access to it."
 )
 
 
-class ApiError(Exception):
-    """An error answer in the API's envelope."""
+class ApiError(surface.HttpError):
+    """An error answer in the OpenAI API's envelope."""
 
     def __init__(
         self,
@@ -51,13 +51,7 @@ class ApiError(Exception):
         code: str | None = None,
         type_: str = "invalid_request_error",
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = faults.error_body(message, type_, param, code)
-
-    def response(self, headers: Headers) -> Response:
-        """This error as a JSON response."""
-        return JSONResponse(self.body, status_code=self.status, headers=headers)
+        super().__init__(status, faults.error_body(message, type_, param, code))
 
 
 def _bad(message: str, param: str | None = None) -> ApiError:
@@ -78,18 +72,23 @@ class _App(Starlette):
 
 
 def build(sim: Simulator) -> Starlette:
-    """The ASGI app of one simulator."""
+    """The ASGI app of one simulator: every dialect's routes and the controls."""
     api = _Api(sim)
+    guard = surface.Guard(sim)
+
+    def openai(route: str, handler: surface.Handler) -> surface.Endpoint:
+        return guard(route, handler, OPENAI, "video_id")
+
     v1 = [
-        Route("/v1/videos", api.guard("create", api.create), methods=["POST"]),
-        Route("/v1/videos", api.guard("list", api.list), methods=["GET"]),
-        Route("/v1/videos/{video_id}", api.guard("retrieve", api.retrieve), methods=["GET"]),
-        Route("/v1/videos/{video_id}", api.guard("delete", api.delete), methods=["DELETE"]),
-        Route("/v1/videos/{video_id}/remix", api.guard("remix", api.remix), methods=["POST"]),
-        Route("/v1/videos/{video_id}/content", api.guard("content", api.content)),
+        Route("/v1/videos", openai("create", api.create), methods=["POST"]),
+        Route("/v1/videos", openai("list", api.list), methods=["GET"]),
+        Route("/v1/videos/{video_id}", openai("retrieve", api.retrieve), methods=["GET"]),
+        Route("/v1/videos/{video_id}", openai("delete", api.delete), methods=["DELETE"]),
+        Route("/v1/videos/{video_id}/remix", openai("remix", api.remix), methods=["POST"]),
+        Route("/v1/videos/{video_id}/content", openai("content", api.content)),
     ]
     return _App(
-        routes=v1 + controls.routes(sim),
+        routes=v1 + replicate.routes(sim, guard) + fal.routes(sim, guard) + controls.routes(sim),
         exception_handlers={HTTPException: _http_error},
         lifespan=api.lifespan,
     )
@@ -97,7 +96,14 @@ def build(sim: Simulator) -> Starlette:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    message = f"Invalid URL ({request.method} {request.url.path})"
+    path = request.url.path
+    if path.startswith((replicate.DELIVERY_PREFIX + "/", fal.CDN_PREFIX + "/")):
+        return Response("Not Found", status_code=404, media_type="text/plain")
+    if status != 400 and path.startswith(replicate.PREFIX + "/"):
+        return replicate.unknown_route(request.method, path, status)
+    if status != 400 and path.startswith(fal.PREFIX + "/"):
+        return fal.unknown_route(request.method, path, status)
+    message = f"Invalid URL ({request.method} {path})"
     if status == 400 and isinstance(exc, HTTPException):
         message = exc.detail
     return JSONResponse(faults.error_body(message, "invalid_request_error"), status_code=status)
@@ -108,7 +114,6 @@ class _Api:
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
-        self._request_ids = itertools.count(1)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -121,35 +126,6 @@ class _Api:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-    def guard(self, route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a /v1 handler with counting, latency, auth, shutdown mode and faults."""
-        sim = self.sim
-
-        async def endpoint(request: Request) -> Response:
-            video_id = request.path_params.get("video_id")
-            sim.count(route, video_id)
-            headers = {"x-request-id": f"req_{next(self._request_ids):032x}"}
-            settings = sim.config
-            sim.enter()
-            try:
-                if settings.latency_s > 0:
-                    await asyncio.sleep(settings.latency_s)
-                _authorize(request, settings)
-                if sim.shutdown:
-                    raise ApiError(404, SHUTDOWN_MESSAGE, code="model_not_found")
-                delay, fault = sim.faults.take(route, video_id)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if fault is None:
-                    return await handler(request, headers)
-                return await _with_fault(fault, handler, request, headers)
-            except ApiError as exc:
-                return exc.response(headers)
-            finally:
-                sim.leave()
-
-        return endpoint
 
     # -- /v1 ----------------------------------------------------------------------------------
 
@@ -173,7 +149,7 @@ class _Api:
     async def retrieve(self, request: Request, headers: Headers) -> Response:
         """GET /v1/videos/{video_id}."""
         video_id = request.path_params["video_id"]
-        found = self.sim.find(video_id, self.sim.clock.now())
+        found = self.sim.find(video_id, self.sim.clock.now(), dialect="openai")
         if found is None:
             raise _not_found(video_id)
         job, state = found
@@ -202,6 +178,7 @@ class _Api:
             limit=limit,
             descending=order == "desc",
             now=self.sim.clock.now(),
+            dialect="openai",
         )
         data = [jobs.video_object(job, state) for job, state in found]
         page = {
@@ -216,7 +193,7 @@ class _Api:
     async def delete(self, request: Request, headers: Headers) -> Response:
         """DELETE /v1/videos/{video_id}."""
         video_id = request.path_params["video_id"]
-        found = self.sim.find(video_id, self.sim.clock.now())
+        found = self.sim.find(video_id, self.sim.clock.now(), dialect="openai")
         if found is None:
             raise _not_found(video_id)
         _, state = found
@@ -234,7 +211,7 @@ class _Api:
         video_id = request.path_params["video_id"]
         body, _ = await _create_body(request)
         prompt = _prompt(body)
-        found = self.sim.find(video_id, self.sim.clock.now())
+        found = self.sim.find(video_id, self.sim.clock.now(), dialect="openai")
         if found is None:
             raise _not_found(video_id)
         source, state = found
@@ -268,7 +245,7 @@ class _Api:
                 f"Invalid 'variant' {raw_variant!r}: expected one of {expected}.", "variant"
             ) from None
         now = self.sim.clock.now()
-        found = self.sim.find(video_id, now)
+        found = self.sim.find(video_id, now, dialect="openai")
         if found is None:
             raise _not_found(video_id)
         job, state = found
@@ -293,20 +270,15 @@ class _Api:
         return StreamingResponse(chunks, headers=headers, media_type=content.CONTENT_TYPES[variant])
 
 
-async def _with_fault(
-    fault: faults.Fault, handler: Handler, request: Request, headers: Headers
-) -> Response:
-    """Answer one request under an injected fault."""
-    if fault.kind is faults.Kind.RATE_LIMIT:
-        return faults.rate_limited(fault, headers)
-    if fault.kind is faults.Kind.SERVER_ERROR:
-        return faults.server_error(fault, headers)
-    if fault.kind is faults.Kind.DROP:
-        return faults.Dropped()
-    response = await handler(request, headers)
-    if fault.kind is faults.Kind.CREATE_THEN_FAIL:
-        return faults.server_error(fault, headers)
-    return faults.Truncated(response)
+_REQUEST_IDS = itertools.count(1)
+
+
+def _request_headers() -> Headers:
+    return {"x-request-id": f"req_{next(_REQUEST_IDS):032x}"}
+
+
+def _shutdown_error() -> surface.HttpError:
+    return ApiError(404, SHUTDOWN_MESSAGE, code="model_not_found")
 
 
 def _authorize(request: Request, settings: SimConfig) -> None:
@@ -392,3 +364,12 @@ def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: 
         shown = ", ".join(repr(v) for v in allowed)
         raise _bad(f"Invalid value for '{name}': {value!r}. Supported values are: {shown}.", name)
     return value
+
+
+OPENAI = surface.Surface(
+    name="openai",
+    answers=faults.OPENAI_ANSWERS,
+    authorize=_authorize,
+    headers=_request_headers,
+    shutdown_error=_shutdown_error,
+)

@@ -1,4 +1,4 @@
-"""Knobs of the simulated Videos API and the clock it runs on.
+"""Knobs of the simulated video APIs (OpenAI, Replicate, fal) and the clock they run on.
 
 `SimConfig` is a frozen record of everything a test or demo may want to tune. `SimClock` is real
 wall time plus an offset that only grows, so tests can jump ahead instead of sleeping; whoever
@@ -49,15 +49,62 @@ class SimConfig:
     """Attempts per webhook delivery, the first included."""
     webhook_timeout_s: float = 5.0
     """How long one webhook attempt may take."""
+    replicate_webhook_secret: str | None = None
+    """Replicate's account signing secret (`whsec_...`), served by
+    `GET /replicate/v1/webhooks/default/secret`; None: a random one per simulator."""
+    replicate_data_retention_s: float = 3600.0
+    """Replicate removes a prediction's input, output, logs and files this long after it ends."""
+    replicate_page_size: int = 100
+    """Predictions per page of `GET /replicate/v1/predictions`."""
+    fal_result_retention_s: float = 3600.0
+    """fal keeps a request's result this long after completion..."""
+    fal_large_result_retention_s: float = 360.0
+    """...or only this long when the result JSON is `fal_large_result_bytes` or more."""
+    fal_large_result_bytes: int = 10_000
+    """The result size (bytes of JSON) from which the shorter retention applies (10 KB)."""
+    fal_webhook_key: str | None = None
+    """Hex of the 32-byte Ed25519 seed fal webhooks are signed with; None: generated at start."""
+    fal_user_id: str = "reelwatch-sim-user"
+    """What fal webhooks carry as `X-Fal-Webhook-User-Id`."""
 
     def __post_init__(self) -> None:
         for name in ("queue_s", "render_s"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
-        for name in ("video_bytes", "latency_s", "expires_after_s", "webhook_retry_base_s"):
+        for name in (
+            "video_bytes",
+            "latency_s",
+            "expires_after_s",
+            "webhook_retry_base_s",
+            "replicate_data_retention_s",
+            "fal_result_retention_s",
+            "fal_large_result_retention_s",
+            "fal_large_result_bytes",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.replicate_page_size < 1:
+            raise ValueError("replicate_page_size must be at least 1")
+        if self.replicate_webhook_secret is not None:
+            prefix, _, rest = self.replicate_webhook_secret.partition("_")
+            try:
+                key = base64.b64decode(rest, validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if prefix != "whsec" or "_" in rest or not key:
+                raise ValueError(
+                    "replicate_webhook_secret must be whsec_ followed by non-empty base64"
+                )
+        if self.fal_webhook_key is not None:
+            try:
+                seed = bytes.fromhex(self.fal_webhook_key)
+            except ValueError:
+                seed = b""
+            if len(seed) != 32:
+                raise ValueError("fal_webhook_key must be 64 hex digits (a 32-byte Ed25519 seed)")
+        if not self.fal_user_id:
+            raise ValueError("fal_user_id must not be empty")
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be at least 1")
         if self.webhook_timeout_s <= 0:

@@ -1,4 +1,5 @@
-"""Test controls under /_sim (no auth): faults, clock, shutdown mode, webhook tampering, stats.
+"""Test controls under /_sim (no auth): faults, clock, shutdown mode, webhook tampering, stats,
+the fal webhook key rotation and the Replicate webhook secret.
 
 They let another process (a demo, a benchmark, the CLI) steer a simulator the way in-process tests
 steer `Simulator` directly. Bad input answers 400 in the API's error envelope.
@@ -34,6 +35,8 @@ def routes(sim: Simulator) -> list[Route]:
         Route("/_sim/clock/advance", controls.advance, methods=["POST"]),
         Route("/_sim/shutdown", controls.set_shutdown, methods=["POST"]),
         Route("/_sim/webhooks/tamper", controls.tamper, methods=["POST"]),
+        Route("/_sim/fal/rotate-key", controls.rotate_fal_key, methods=["POST"]),
+        Route("/_sim/replicate/webhook-secret", controls.replicate_secret, methods=["GET"]),
         Route("/_sim/reset", controls.reset, methods=["POST"]),
     ]
 
@@ -101,13 +104,23 @@ class _Controls:
         return JSONResponse({"shutdown": self._sim.shutdown})
 
     async def tamper(self, request: Request) -> Response:
-        """POST /_sim/webhooks/tamper `{duplicate?, timestamp_offset_s?, bad_signature?}`."""
+        """POST /_sim/webhooks/tamper `{duplicate?, timestamp_offset_s?, bad_signature?,
+        dialect?}` (dialect: openai, replicate or fal; absent: the next delivery of any)."""
         body = await _body(request)
         try:
             self._sim.tamper_next_webhook(**body)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             return _refuse(str(exc))
         return JSONResponse({"ok": True})
+
+    async def rotate_fal_key(self, request: Request) -> Response:
+        """POST /_sim/fal/rotate-key: sign fal webhooks with a new key pair from now on."""
+        kid = self._sim.rotate_fal_key()
+        return JSONResponse({"kid": kid, "jwks": self._sim.fal_keys.jwks()})
+
+    async def replicate_secret(self, request: Request) -> Response:
+        """GET /_sim/replicate/webhook-secret: the secret Replicate webhooks are signed with."""
+        return JSONResponse({"key": self._sim.replicate_webhook_secret})
 
     async def reset(self, request: Request) -> Response:
         """POST /_sim/reset with optional SimConfig fields: a fresh simulator, same server."""

@@ -3,7 +3,8 @@
 A `FaultBook` holds the faults a test asked for (`sim.inject("retrieve", "rate_limit", count=2)`);
 each request takes the faults that match its route (and video id) and consumes one use of each.
 This module also holds the answers faults produce: a 429 or 5xx in the API's error envelope, a
-response cut in half, or a connection closed without any response.
+response cut in half, or a connection closed without any response. Each dialect answers 429s and
+5xx in its own shape (`Answers`); the OpenAI ones live here, Replicate's and fal's in their modules.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,7 +23,14 @@ from starlette.types import Message, Receive, Scope, Send
 RAW_SEND = "reelwatch.simulator.raw_send"
 """Scope key under which the app keeps the server's own `send` (to reach the connection)."""
 
-ROUTES = frozenset({"create", "retrieve", "list", "content", "delete", "remix", "*"})
+OPENAI_ROUTES = frozenset({"create", "retrieve", "list", "content", "delete", "remix"})
+REPLICATE_ROUTES = frozenset(
+    {"replicate.create", "replicate.get", "replicate.list", "replicate.cancel", "replicate.files"}
+)
+FAL_ROUTES = frozenset({"fal.submit", "fal.status", "fal.result", "fal.cancel", "fal.files"})
+ROUTES = OPENAI_ROUTES | REPLICATE_ROUTES | FAL_ROUTES | {"*"}
+CREATE_ROUTES = frozenset({"create", "replicate.create", "fal.submit"})
+"""Routes that create a job (the only ones `create_then_fail` applies to)."""
 
 
 class Kind(StrEnum):
@@ -40,7 +49,7 @@ _PARAMS: dict[Kind, frozenset[str]] = {
     Kind.SERVER_ERROR: frozenset({"status", "should_retry"}),
     Kind.LATENCY: frozenset({"seconds"}),
     Kind.TRUNCATE: frozenset(),
-    Kind.CREATE_THEN_FAIL: frozenset({"status"}),
+    Kind.CREATE_THEN_FAIL: frozenset({"status", "should_retry"}),
     Kind.DROP: frozenset(),
 }
 
@@ -76,8 +85,10 @@ def fault(route: str, kind: str, count: int = 1, **params: Any) -> Fault:
     unknown = set(params) - _PARAMS[kind_]
     if unknown:
         raise ValueError(f"fault {kind_} takes no parameter {sorted(unknown)}")
-    if kind_ is Kind.CREATE_THEN_FAIL and route != "create":
-        raise ValueError("create_then_fail only applies to the create route")
+    if kind_ is Kind.CREATE_THEN_FAIL and route not in CREATE_ROUTES:
+        raise ValueError(
+            f"create_then_fail only applies to the create routes {sorted(CREATE_ROUTES)}"
+        )
     status = params.get("status")
     if status is not None and not (isinstance(status, int) and 500 <= status <= 599):
         raise ValueError("status must be an HTTP 5xx code")
@@ -175,6 +186,26 @@ def server_error(item: Fault, headers: dict[str, str]) -> Response:
         headers["x-should-retry"] = "true" if should_retry else "false"
     body = error_body("The server had an error while processing your request.", "server_error")
     return JSONResponse(body, status_code=int(item.params.get("status", 500)), headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """How one dialect answers a `rate_limit` and a `server_error` fault."""
+
+    rate_limited: Callable[[Fault, dict[str, str]], Response]
+    server_error: Callable[[Fault, dict[str, str]], Response]
+
+
+OPENAI_ANSWERS = Answers(rate_limited=rate_limited, server_error=server_error)
+
+
+def retry_after_s(item: Fault) -> float | None:
+    """The delay a rate_limit fault announces in seconds (`retry_after`, else `retry_after_ms`)."""
+    if "retry_after" in item.params:
+        return float(item.params["retry_after"])
+    if "retry_after_ms" in item.params:
+        return float(item.params["retry_after_ms"]) / 1000
+    return None
 
 
 async def abort_connection(scope: Scope, receive: Receive) -> None:

@@ -4,28 +4,46 @@ A job is fixed at creation: when it leaves the queue, how long it renders, how i
 directives such as `[sim:queue=0,render=5,fail=moderation_blocked]` script it through the real API;
 anything not scripted is drawn from the simulator's seeded random source. `state_at(job, now)`
 answers what the API reports at any moment, so there is no mutable status to keep in sync.
+
+The same core serves every dialect (OpenAI, Replicate, fal): a job records its `dialect`, the
+dialect's own request data in `extra`, and the only two things that can change after creation --
+a cancel (`cancelled_at`, set by replacing the frozen job) and a deadline fixed at creation
+(`deadline_at`). `state_at` speaks the OpenAI words plus `cancelled` and `aborted`; each dialect
+maps them onto its own vocabulary.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
+import random
 import re
 import secrets
-from dataclasses import dataclass
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 
 class Status(StrEnum):
-    """The four statuses of the Videos API, valued as sent on the wire."""
+    """The four statuses of the Videos API, valued as sent on the wire, and two more endings.
+
+    `cancelled` (a cancel, or a deadline reached while rendering) and `aborted` (a deadline
+    reached before rendering started) never happen to OpenAI jobs, which cannot be cancelled.
+    """
 
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.ABORTED})
+DIALECTS = ("openai", "replicate", "fal")
 MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", "sora-2-2025-12-08")
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12", "16", "20")
@@ -89,10 +107,28 @@ class Job:
     script: Script
     remixed_from_video_id: str | None = None
     reference: Reference | None = None
+    dialect: str = "openai"
+    """Which API created the job (and is the only one that can see it)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """The dialect's own request data (input, webhook URL, endpoint, ...); never mutated."""
+    cancelled_at: float | None = None
+    """When a cancel was accepted (the job is replaced, not mutated)."""
+    deadline_at: float | None = None
+    """A deadline fixed at creation (Replicate `Cancel-After`, fal `X-Fal-Request-Timeout`)."""
+    deadline_while_running: bool = False
+    """Whether the deadline also stops a job that is already rendering (Replicate: yes)."""
+
+    @property
+    def render_at(self) -> float:
+        """Simulated time at which the job leaves the queue and starts rendering."""
+        return self.created_at + self.script.queue_s
 
     @property
     def finish_at(self) -> float | None:
-        """Simulated time of the terminal transition; None if it never comes."""
+        """Simulated time of the scripted terminal transition; None if it never comes.
+
+        A cancel or a deadline can end the job earlier: see `stop_of` and `end_at`.
+        """
         after = self.script.finish_after_s
         return None if after is None else self.created_at + after
 
@@ -129,6 +165,21 @@ class State:
 def new_video_id() -> str:
     """A fresh id shaped like the real ones: `video_` and 48 hex digits."""
     return "video_" + secrets.token_hex(24)
+
+
+def new_job_id(dialect: str = "openai") -> str:
+    """A fresh id in the dialect's shape.
+
+    OpenAI `video_` + 48 hex digits; Replicate 26 lowercase base32 characters (as in
+    `gm3qorzdhgbfurvjtvhg6dckhu`); fal a UUID.
+    """
+    if dialect == "replicate":
+        return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+    if dialect == "fal":
+        return str(uuid.uuid4())
+    if dialect != "openai":
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(DIALECTS)}")
+    return new_video_id()
 
 
 def parse_directives(prompt: str) -> dict[str, str | None]:
@@ -180,20 +231,84 @@ def failure_message(code: str) -> str:
     return f"Video generation failed ({code})."
 
 
+def stop_of(job: Job) -> tuple[float, Status] | None:
+    """When and how a cancel or deadline ends the job early; None if it runs its course.
+
+    A deadline reached before rendering starts aborts the job; one reached while rendering
+    cancels it only if `deadline_while_running`. Whatever comes at or after the scripted finish
+    changes nothing.
+    """
+    found: list[tuple[float, Status]] = []
+    if job.cancelled_at is not None:
+        found.append((job.cancelled_at, Status.CANCELLED))
+    if job.deadline_at is not None:
+        if job.deadline_at < job.render_at:
+            found.append((job.deadline_at, Status.ABORTED))
+        elif job.deadline_while_running:
+            found.append((job.deadline_at, Status.CANCELLED))
+    if not found:
+        return None
+    stop = min(found, key=lambda item: item[0])
+    finish_at = job.finish_at
+    if finish_at is not None and stop[0] >= finish_at:
+        return None
+    return stop
+
+
+def end_at(job: Job) -> float | None:
+    """Simulated time of the job's actual terminal transition (scripted, cancel or deadline)."""
+    stop = stop_of(job)
+    return stop[0] if stop is not None else job.finish_at
+
+
+def started_at(job: Job, now: float) -> float | None:
+    """When rendering started, if it has by `now` (a job stopped in the queue never starts)."""
+    render_at = job.render_at
+    if now < render_at:
+        return None
+    stop = stop_of(job)
+    if stop is not None and stop[0] < render_at:
+        return None
+    return render_at
+
+
+def checkpoints(job: Job) -> list[tuple[float, int]]:
+    """Lumpy progress marks `(fraction of the render, percent)`, fixed per job by its id.
+
+    Between 8 and 16 marks at uneven times with uneven jumps, so progress stalls and leaps
+    the way real renders report it (the OpenAI dialect reports a smooth integer instead).
+    """
+    rng = random.Random(job.id)
+    count = rng.randint(8, 16)
+    times = sorted(rng.random() for _ in range(count))
+    percents = sorted(rng.randint(1, 99) for _ in range(count))
+    return list(zip(times, percents, strict=True))
+
+
+def seed_of(job: Job) -> int:
+    """The random seed a job reports it rendered with (fixed by its id)."""
+    return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "big") % 2**31
+
+
 def state_at(job: Job, now: float) -> State:
-    """The job's state at simulated time `now`: a pure function of its script."""
+    """The job's state at simulated time `now`: a pure function of its script (and cancel)."""
     script = job.script
     vanish_at = job.vanish_at
     vanished = vanish_at is not None and now >= vanish_at
     render_start = job.created_at + script.queue_s
+    stop = stop_of(job)
+    if stop is not None and now >= stop[0]:
+        at, status = stop
+        progress = 0 if at < render_start else _linear_progress(job, at)
+        return State(
+            status=status, progress=progress, completed_at=math.floor(at), vanished=vanished
+        )
     if now < render_start:
         return State(status=Status.QUEUED, progress=0, vanished=vanished)
     finish_at = job.finish_at
     if finish_at is None or now < finish_at:
-        progress = 99 if script.render_s <= 0 else int(99 * (now - render_start) / script.render_s)
-        progress = min(progress, 99 if script.stuck_at is None else script.stuck_at)
-        status = script.unknown_status or Status.IN_PROGRESS
-        return State(status=status, progress=max(progress, 0), vanished=vanished)
+        rendering: str = script.unknown_status or Status.IN_PROGRESS
+        return State(status=rendering, progress=_linear_progress(job, now), vanished=vanished)
     completed_at = math.floor(finish_at)
     if script.fail_code is not None:
         return State(
@@ -211,6 +326,15 @@ def state_at(job: Job, now: float) -> State:
         expires_at=math.floor(completed_at + script.expires_after_s),
         vanished=vanished,
     )
+
+
+def _linear_progress(job: Job, at: float) -> int:
+    """The OpenAI dialect's smooth integer progress while rendering."""
+    script = job.script
+    render_start = job.render_at
+    progress = 99 if script.render_s <= 0 else int(99 * (at - render_start) / script.render_s)
+    progress = min(progress, 99 if script.stuck_at is None else script.stuck_at)
+    return max(progress, 0)
 
 
 def video_object(job: Job, state: State) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """Running the simulator over real HTTP: in a background thread for tests, or blocking for the CLI.
 
+One process, one origin, a prefix per dialect: OpenAI at `{origin}/v1`, Replicate at
+`{origin}/replicate` (the SDK's `base_url`), the fal queue at `{origin}/fal/` (what
+`fal_client.client.QUEUE_URL_FORMAT` must be), fal's JWKS at
+`{origin}/fal-rest/.well-known/jwks.json`.
+
 `running()` binds a free loopback port, runs uvicorn in a thread with its own event loop, waits
 until the server answers, and on exit stops it and joins the thread, leaving no socket behind.
 `serve_in_thread()` does the same for any ASGI app (tests use it for webhook receivers).
@@ -15,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from reelwatch import serving
+from reelwatch.simulator import fal, replicate
 from reelwatch.simulator.config import DEFAULT_CONFIG, SimConfig
 from reelwatch.simulator.state import Simulator
 
@@ -33,6 +39,21 @@ class RunningSimulator:
         """Scheme, host and port without `/v1` (the `/_sim/...` controls live there)."""
         return self.base_url.removesuffix("/v1")
 
+    @property
+    def replicate_base_url(self) -> str:
+        """What `replicate.Client` takes as `base_url`, e.g. `http://127.0.0.1:41234/replicate`."""
+        return self.origin + replicate.PREFIX
+
+    @property
+    def fal_queue_url(self) -> str:
+        """What `fal_client.client.QUEUE_URL_FORMAT` must be, e.g. `http://127.0.0.1:41234/fal/`."""
+        return self.origin + fal.PREFIX + "/"
+
+    @property
+    def fal_jwks_url(self) -> str:
+        """Where fal's webhook verification keys are served (no auth)."""
+        return self.origin + fal.JWKS_PATH
+
 
 def create_app(config: SimConfig = DEFAULT_CONFIG) -> Starlette:
     """The ASGI app of a new simulator with this config."""
@@ -46,6 +67,7 @@ def running(
     """Serve a new simulator on a free port of `host` for the duration of the block."""
     sim = Simulator(config)
     with serve_in_thread(sim.app, host=host, name="reelwatch-simulator") as origin:
+        sim.origin = origin
         yield RunningSimulator(base_url=origin + "/v1", sim=sim)
 
 
@@ -59,10 +81,19 @@ def serve_in_thread(
 
 
 def serve(config: SimConfig = DEFAULT_CONFIG, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve a simulator until interrupted (Ctrl+C), after printing its base URL."""
+    """Serve a simulator until interrupted (Ctrl+C), after printing one base URL per dialect.
+
+    The first line is the OpenAI base URL (`reelwatch simulator: http://host:port/v1`); then
+    Replicate's `base_url` and fal's queue URL, each as the last word of its line.
+    """
     sock = serving.bind(host, port)
+    origin = f"http://{serving.url_host(host)}:{sock.getsockname()[1]}"
+    print(f"reelwatch simulator: {origin}/v1", flush=True)
+    print(f"reelwatch simulator (replicate base_url): {origin}{replicate.PREFIX}", flush=True)
     print(
-        f"reelwatch simulator: http://{serving.url_host(host)}:{sock.getsockname()[1]}/v1",
+        f"reelwatch simulator (fal queue, JWKS at {origin}{fal.JWKS_PATH}): {origin}{fal.PREFIX}/",
         flush=True,
     )
-    serving.serve(Simulator(config).app, sock)
+    sim = Simulator(config)
+    sim.origin = origin
+    serving.serve(sim.app, sock)

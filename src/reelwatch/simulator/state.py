@@ -1,36 +1,56 @@
-"""The `Simulator`: jobs, clock, faults, counters and webhooks of one simulated Videos API.
+"""The `Simulator`: jobs, clock, faults, counters and webhooks of the simulated video APIs.
 
-Routes (`app.py`) call its domain verbs (`create`, `find`, `delete`, `page`); tests call the
-same object in-process to advance the clock, inject faults and read stats. Everything mutable is
+One simulator serves three dialects over one origin: OpenAI Videos under /v1, Replicate under
+/replicate and the fal queue under /fal. Routes (`app.py`, `replicate.py`, `fal.py`) call its
+domain verbs (`create`, `find`, `cancel`, `delete`, `page`, `jobs_of`); tests call the same object
+in-process to advance the clock, inject faults, rotate the fal webhook key and read stats. Every
+job belongs to the dialect that created it and is invisible to the others. Everything mutable is
 behind one lock held only for dictionary work, never across an await, so the test thread and the
 server's event loop can share it.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
 import hashlib
 import random
+import secrets
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
 
 from reelwatch.simulator import app as routes
-from reelwatch.simulator import content, faults, jobs, webhooks
+from reelwatch.simulator import content, fal, faults, jobs, replicate, webhooks
 from reelwatch.simulator.config import DEFAULT_CONFIG, SimClock, SimConfig
+
+RETRIEVE_ROUTES = frozenset({"retrieve", "replicate.get", "fal.status"})
+"""Routes whose requests count as a job's retrieves in stats."""
+CONTENT_ROUTES = frozenset({"content", "replicate.files", "fal.files"})
+"""Routes whose requests count as a job's downloads in stats."""
+_EVENT_SEP = "\x1f"
 
 
 class Simulator:
-    """One simulated OpenAI Videos API; `.app` serves it over HTTP."""
+    """The simulated OpenAI Videos, Replicate and fal queue APIs; `.app` serves them over HTTP."""
 
     def __init__(self, config: SimConfig = DEFAULT_CONFIG, clock: SimClock | None = None) -> None:
         self.config = config
         self.clock = clock if clock is not None else SimClock()
         self.faults = faults.FaultBook()
-        self.outbox = webhooks.Outbox(self.clock, self._terminal_event, lambda: self.config)
+        self.outbox = webhooks.Outbox(self.clock, self._resolve_webhook, lambda: self.config)
+        self.origin = "http://127.0.0.1"
+        """Where the simulator is served; `running()` and `serve()` set it. Requests carry their
+        own origin, this one is used for jobs created in-process."""
+        self._generated_replicate_secret = (
+            "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+        self.fal_keys = fal.KeyRing(config.fal_webhook_key)
         self._lock = threading.Lock()
         self._rng = random.Random(config.seed)
         self._shutdown = False
@@ -41,7 +61,7 @@ class Simulator:
         self._inflight = self._max_inflight = 0
         self._retrieves: Counter[str] = Counter()
         self._downloads: Counter[str] = Counter()
-        self._fingerprints: set[tuple[str, str, str, str]] = set()
+        self._fingerprints: set[tuple[str, ...]] = set()
         self._creates = 0
         self._duplicate_creates = 0
 
@@ -61,8 +81,27 @@ class Simulator:
         size: str = jobs.DEFAULT_SIZE,
         reference: jobs.Reference | None = None,
         remixed_from_video_id: str | None = None,
+        dialect: str = "openai",
+        extra: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
+        deadline_while_running: bool = False,
+        expires_after_s: float | None = None,
     ) -> jobs.Job:
-        """Start a job now; raises `jobs.DirectiveError` for a malformed `[sim:...]` directive."""
+        """Start a job now; raises `jobs.DirectiveError` for a malformed `[sim:...]` directive.
+
+        `dialect` ("openai", "replicate" or "fal") decides the id's shape and which API sees the
+        job; `extra` holds that dialect's request data, e.g. for Replicate
+        `{"input": {...}, "version": ..., "webhook": url, "webhook_events_filter": [...]}` and for
+        fal `{"app": "owner/app", "endpoint": "owner/app/path", "input": {...},
+        "webhook_url": url}` (missing keys get defaults; see `replicate.py` / `fal.py`).
+        `deadline_s` (from now) aborts the job if it has not started rendering by then, and
+        also cancels it while rendering if `deadline_while_running`. `expires_after_s`
+        overrides the configured media lifetime for this job.
+        """
+        if dialect not in jobs.DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(jobs.DIALECTS)}")
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError("deadline_s must be positive")
         settings = self.config
         with self._lock:
             queue_s = self._rng.uniform(*settings.queue_s)
@@ -72,21 +111,29 @@ class Simulator:
             queue_s=queue_s,
             render_s=render_s,
             video_bytes=settings.video_bytes,
-            expires_after_s=settings.expires_after_s,
+            expires_after_s=settings.expires_after_s
+            if expires_after_s is None
+            else expires_after_s,
         )
-        fingerprint = (prompt, model, seconds, size)
+        details = _dialect_extra(dialect, prompt, model, extra, self.origin)
+        fingerprint = (dialect, prompt, model, seconds, size)
+        now = self.clock.now()
         with self._lock:
             job = jobs.Job(
-                id=jobs.new_video_id(),
+                id=jobs.new_job_id(dialect),
                 seq=len(self._order),
-                created_at=self.clock.now(),
+                created_at=now,
                 prompt=prompt,
-                model=model,
+                model=str(details.get("model", model)),
                 seconds=seconds,
                 size=size,
                 script=script,
                 remixed_from_video_id=remixed_from_video_id,
                 reference=reference,
+                dialect=dialect,
+                extra=details,
+                deadline_at=None if deadline_s is None else now + deadline_s,
+                deadline_while_running=deadline_while_running,
             )
             self._jobs[job.id] = job
             self._order.append(job.id)
@@ -96,9 +143,27 @@ class Simulator:
                 self._duplicate_creates += 1
             else:
                 self._fingerprints.add(fingerprint)
-        finish_at = job.finish_at
-        if settings.webhooks_enabled and finish_at is not None:
-            self.outbox.schedule(job.id, finish_at)
+        self._schedule_webhooks(job)
+        return job
+
+    def cancel(self, job_id: str) -> jobs.Job | None:
+        """Cancel a job now if it is still queued or rendering; returns the job as it stands.
+
+        None if the job is unknown or has vanished. A finished job is returned unchanged.
+        """
+        now = self.clock.now()
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            state = jobs.state_at(job, now)
+            if state.vanished:
+                return None
+            if not state.active:
+                return job
+            job = dataclasses.replace(job, cancelled_at=now)
+            self._jobs[job_id] = job
+        self._schedule_webhooks(job, only_at=now)
         return job
 
     def timeline(self) -> list[dict[str, Any]]:
@@ -110,6 +175,8 @@ class Simulator:
                     "created_at": job.created_at,
                     "finish_at": job.finish_at,
                     "fails": job.script.fail_code is not None,
+                    "dialect": job.dialect,
+                    "ends_at": jobs.end_at(job),
                 }
                 for job in self._jobs.values()
             ]
@@ -118,13 +185,31 @@ class Simulator:
         """The job with this id as created (even if it has vanished); None if unknown or deleted."""
         return self._jobs.get(video_id)
 
-    def find(self, video_id: str, now: float) -> tuple[jobs.Job, jobs.State] | None:
-        """The job and its state at `now`, unless it is unknown, deleted or has vanished."""
+    def find(
+        self, video_id: str, now: float, dialect: str | None = "openai"
+    ) -> tuple[jobs.Job, jobs.State] | None:
+        """The job and its state at `now`, unless it is unknown, deleted or has vanished.
+
+        Only a job of `dialect` is found (None: any dialect).
+        """
         job = self._jobs.get(video_id)
-        if job is None:
+        if job is None or (dialect is not None and job.dialect != dialect):
             return None
         state = jobs.state_at(job, now)
         return None if state.vanished else (job, state)
+
+    def jobs_of(self, dialect: str, now: float) -> list[tuple[jobs.Job, jobs.State]]:
+        """Every visible job of `dialect` with its state at `now`, newest first."""
+        with self._lock:
+            found = [self._jobs.get(job_id) for job_id in reversed(self._order)]
+        visible = []
+        for job in found:
+            if job is None or job.dialect != dialect:
+                continue
+            state = jobs.state_at(job, now)
+            if not state.vanished:
+                visible.append((job, state))
+        return visible
 
     def delete(self, video_id: str) -> None:
         """Forget a job: later calls about it answer 404."""
@@ -132,9 +217,16 @@ class Simulator:
             self._jobs.pop(video_id, None)
 
     def page(
-        self, *, after: str | None, limit: int, descending: bool, now: float
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        descending: bool,
+        now: float,
+        dialect: str = "openai",
     ) -> tuple[list[tuple[jobs.Job, jobs.State]], bool]:
-        """Up to `limit` visible jobs after the cursor, in creation order; and whether more follow.
+        """Up to `limit` visible jobs of `dialect` after the cursor, in creation order; and
+        whether more follow.
 
         An `after` id the simulator never issued yields an empty page (so paging stops).
         """
@@ -151,7 +243,7 @@ class Simulator:
             while 0 <= index < len(order) and len(found) <= limit:
                 job = self._jobs.get(order[index])
                 index += step
-                if job is None:
+                if job is None or job.dialect != dialect:
                     continue
                 state = jobs.state_at(job, now)
                 if not state.vanished:
@@ -159,7 +251,11 @@ class Simulator:
         return found[:limit], len(found) > limit
 
     def expected_sha256(self, video_id: str, variant: str = "video") -> str:
-        """Hex sha256 of the asset this job serves (to check a download)."""
+        """Hex sha256 of the asset this job serves (to check a download).
+
+        Works for every dialect: a Replicate prediction's output file and a fal request's video
+        are the job's `video` variant.
+        """
         job = self._jobs.get(video_id)
         if job is None:
             raise KeyError(video_id)
@@ -173,10 +269,15 @@ class Simulator:
     def inject(self, route: str, kind: str, count: int = 1, **params: Any) -> None:
         """Make the next `count` requests to `route` (or `"*"`) suffer `kind` (-1: until reset).
 
-        `video_id=` restricts the fault to requests about that id (so it never matches create or
-        list). Other parameters depend on the kind: `retry_after` / `retry_after_ms`
-        (rate_limit), `status` / `should_retry` (server_error; `status` for create_then_fail),
-        `seconds` (latency). Raises ValueError for anything else.
+        Routes: OpenAI `create`, `retrieve`, `list`, `content`, `delete`, `remix`; Replicate
+        `replicate.create`, `replicate.get`, `replicate.list`, `replicate.cancel`,
+        `replicate.files`; fal `fal.submit`, `fal.status`, `fal.result`, `fal.cancel`,
+        `fal.files`. Each dialect answers 429 and 5xx in its own shape.
+        `video_id=` restricts the fault to requests about that job id (a prediction id, a fal
+        request id; so it never matches a create or a list). Other parameters depend on the
+        kind: `retry_after` / `retry_after_ms` (rate_limit), `status` / `should_retry`
+        (server_error; `status` for create_then_fail), `seconds` (latency). Raises ValueError
+        for anything else.
         """
         self.faults.add(faults.fault(route, kind, count, **params))
 
@@ -199,25 +300,48 @@ class Simulator:
         duplicate: bool = False,
         timestamp_offset_s: float = 0.0,
         bad_signature: bool = False,
+        dialect: str | None = None,
     ) -> None:
-        """Spoil the next webhook delivery: send it twice, shift its timestamp, or mis-sign it."""
+        """Spoil the next webhook delivery: send it twice, shift its timestamp, or mis-sign it.
+
+        `dialect` ("openai", "replicate", "fal") spoils the next delivery of that dialect only.
+        """
+        if dialect is not None and dialect not in jobs.DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(jobs.DIALECTS)}")
         self.outbox.tamper_next(
             webhooks.Tamper(
                 duplicate=duplicate,
                 timestamp_offset_s=timestamp_offset_s,
                 bad_signature=bad_signature,
-            )
+            ),
+            dialect,
         )
+
+    @property
+    def replicate_webhook_secret(self) -> str:
+        """Replicate's signing secret (`whsec_...`): the configured one, else this simulator's."""
+        return self.config.replicate_webhook_secret or self._generated_replicate_secret
+
+    def rotate_fal_key(self) -> str:
+        """Sign fal webhooks with a new Ed25519 key pair from now on; returns its `kid`.
+
+        The JWKS then lists the new key first and the previous one after it, so a receiver
+        that cached the old JWKS must refresh it to verify new deliveries.
+        """
+        return self.fal_keys.rotate()
 
     def reset(self, config: SimConfig | None = None) -> None:
         """Back to a fresh simulator (optionally with another config), keeping the server up.
 
         Forgets jobs, counters, faults, webhook records and shutdown mode, re-seeds the random
-        source and resets the clock to wall time (a clock shared with others is reset for them too).
+        source, starts a fresh fal webhook key ring (the configured key, else a new random one;
+        rotations are forgotten) and resets the clock to wall time (a clock shared with others is
+        reset for them too). The Replicate secret stays.
         """
         with self._lock:
             if config is not None:
                 self.config = config
+            self.fal_keys = fal.KeyRing(self.config.fal_webhook_key)
             self._rng = random.Random(self.config.seed)
             self._shutdown = False
             self._jobs.clear()
@@ -247,13 +371,13 @@ class Simulator:
             self._inflight -= 1
 
     def count(self, route: str, video_id: str | None) -> None:
-        """Record one request to a /v1 route."""
+        """Record one request to an API route (any dialect)."""
         with self._lock:
             self._requests[route] += 1
             if video_id is not None:
-                if route == "retrieve":
+                if route in RETRIEVE_ROUTES:
                     self._retrieves[video_id] += 1
-                elif route == "content":
+                elif route in CONTENT_ROUTES:
                     self._downloads[video_id] += 1
 
     def stats(self) -> dict[str, Any]:
@@ -266,10 +390,12 @@ class Simulator:
             for video_id, n in self._downloads.items():
                 videos.setdefault(video_id, {"retrieves": 0, "content_downloads": 0})
                 videos[video_id]["content_downloads"] = n
+            by_dialect = Counter(job.dialect for job in self._jobs.values())
             result: dict[str, Any] = {
                 "requests": dict(self._requests),
                 "videos": videos,
                 "jobs": len(self._jobs),
+                "jobs_by_dialect": {name: by_dialect[name] for name in jobs.DIALECTS},
                 "creates": self._creates,
                 "duplicate_creates": self._duplicate_creates,
                 "max_inflight": self._max_inflight,
@@ -283,13 +409,61 @@ class Simulator:
 
     # -- webhooks -----------------------------------------------------------------------------
 
+    def _schedule_webhooks(self, job: jobs.Job, only_at: float | None = None) -> None:
+        """Queue the job's webhook moments (only those at `only_at`, after a cancel)."""
+        if job.dialect == "openai":
+            finish_at = job.finish_at
+            if only_at is None and self.config.webhooks_enabled and finish_at is not None:
+                self.outbox.schedule(job.id, finish_at)
+            return
+        moments = (
+            replicate.webhook_moments(job)
+            if job.dialect == "replicate"
+            else fal.webhook_moments(job)
+        )
+        for event, at in moments:
+            if only_at is None or at == only_at:
+                self.outbox.schedule(_EVENT_SEP.join((job.id, event, repr(at))), at)
+
+    def _resolve_webhook(self, key: str) -> webhooks.Delivery | None:
+        """Turn a due outbox key into a delivery, unless the job changed its mind meanwhile."""
+        if _EVENT_SEP not in key:
+            event = self._terminal_event(key)
+            return None if event is None else webhooks.openai_delivery(event, lambda: self.config)
+        job_id, event_name, raw_at = key.split(_EVENT_SEP)
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        at = float(raw_at)
+        if job.dialect == "replicate":
+            if (event_name, at) not in replicate.webhook_moments(job):
+                return None  # cancelled meanwhile: this moment no longer happens
+            if jobs.state_at(job, at).vanished:
+                return None
+            return replicate.delivery(self, job, event_name, at)
+        if (event_name, at) not in fal.webhook_moments(job) or jobs.state_at(job, at).vanished:
+            return None
+        return fal.delivery(self, job, event_name, at)
+
     def _terminal_event(self, video_id: str) -> webhooks.Event | None:
         job = self._jobs.get(video_id)
         finish_at = None if job is None else job.finish_at
-        if job is None or finish_at is None:
+        if job is None or finish_at is None or job.dialect != "openai":
             return None
         state = jobs.state_at(job, finish_at)
         if state.vanished or not state.terminal:
             return None
         kind = "video.completed" if state.status == jobs.Status.COMPLETED else "video.failed"
         return webhooks.Event(type=kind, video_id=job.id, created_at=int(finish_at))
+
+
+def _dialect_extra(
+    dialect: str, prompt: str, model: str, extra: Mapping[str, Any] | None, origin: str
+) -> dict[str, Any]:
+    """A job's `extra` with the dialect's defaults filled in (and the origin it was seen at)."""
+    if dialect == "openai":
+        return dict(extra or {})
+    details = {"origin": origin, **(extra or {})}
+    if dialect == "replicate":
+        return replicate.complete_extra(details, prompt, model)
+    return fal.complete_extra(details, prompt, model)
