@@ -158,7 +158,10 @@ def _measure(url: str, data_dir: Path, rows: int, repeats: int, deep_row: int) -
     seed_s = _seed(url, rows)
     counted = int(_scalar(url, "SELECT count(*) FROM generations"))
     config = settings.load(
-        data_dir=data_dir, database_url_raw=url, openai_api_key=None, api_token=None
+        data_dir=data_dir,
+        database_url_raw=url,
+        provider_config={"openai": {"api_key": None}},
+        api_token=None,
     )
     app = create_app(config, run_worker=False)
     with (

@@ -38,6 +38,7 @@ import httpx
 from bench import common
 from reelwatch import downloads, simulator, storage
 from reelwatch.models import Generation, Status, Variant
+from reelwatch.providers.base import Ref
 from reelwatch.providers.openai import OpenAIVideos
 
 KEY = "sk-bench"
@@ -75,12 +76,13 @@ class _Timed:
 
     def __init__(self, provider: OpenAIVideos) -> None:
         self._provider = provider
-        self.name = provider.name
+        self.catalogue = provider.catalogue
+        self.endpoint = provider.endpoint
         self.last_byte_at: float | None = None
 
     @contextlib.asynccontextmanager
-    async def download(self, video_id: str, variant: Variant) -> AsyncIterator[Any]:
-        async with self._provider.download(video_id, variant) as download:
+    async def download(self, ref: Ref, variant: Variant) -> AsyncIterator[Any]:
+        async with self._provider.download(ref, variant) as download:
             yield _TimedDownload(download, self)
 
     async def aclose(self) -> None:

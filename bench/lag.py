@@ -170,16 +170,20 @@ def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[s
 
 async def _submit(env: dict[str, str], prompts: list[str]) -> None:
     """Submit through reelwatch's own service (as `reelwatch submit` does), 50 at a time."""
-    from reelwatch import service, settings
+    from reelwatch import assembly, service, settings
 
     overrides = {
         "data_dir": Path(env["REELWATCH_DATA_DIR"]),
-        "openai_api_key": KEY,
-        "openai_base_url": env["OPENAI_BASE_URL"],
-        "openai_webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
+        "provider_config": {
+            "openai": {
+                "api_key": KEY,
+                "base_url": env["OPENAI_BASE_URL"],
+                "webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
+            }
+        },
     }
     limit = asyncio.Semaphore(50)
-    async with service.open_service(settings.load(**overrides), need_provider=True) as svc:
+    async with assembly.open_service(settings.load(**overrides), need_provider=True) as svc:
 
         async def one(prompt: str) -> None:
             async with limit:

@@ -15,14 +15,14 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from reelwatch import clock, service, settings, simulator
+from reelwatch import assembly, clock, service, settings, simulator
 from reelwatch.models import Generation
 from reelwatch.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "REELWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_")
+SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_", "REPLICATE_", "FAL_")
 SCRUBBED_NAMES = ("CRON_SECRET",)
 
 
@@ -120,7 +120,28 @@ class World:
             self.advance(gap)
 
     def with_settings(self, **changes: Any) -> World:
-        return World(self.settings.model_copy(update=changes), self.clock, self.sim)
+        return World(with_changes(self.settings, **changes), self.clock, self.sim)
+
+
+OPENAI_SHORTHANDS = {
+    "openai_api_key": "api_key",
+    "openai_base_url": "base_url",
+    "openai_webhook_secret": "webhook_secret",
+}
+
+
+def provider_changes(settings_: Settings | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """`openai_api_key=...` and the like (the tests' shorthand) as `provider_config` entries."""
+    picked = {OPENAI_SHORTHANDS[k]: changes.pop(k) for k in list(changes) if k in OPENAI_SHORTHANDS}
+    if not picked:
+        return changes
+    config = {k: dict(v) for k, v in (settings_.provider_config if settings_ else {}).items()}
+    config.setdefault("openai", {}).update(picked)
+    return {**changes, "provider_config": config}
+
+
+def with_changes(settings_: Settings, **changes: Any) -> Settings:
+    return settings_.model_copy(update=provider_changes(settings_, changes))
 
 
 def make_settings(tmp_path: Path, db: str, base_url: str, **extra: Any) -> Settings:
@@ -135,7 +156,7 @@ def make_settings(tmp_path: Path, db: str, base_url: str, **extra: Any) -> Setti
         "request_timeout_seconds": 5.0,
     }
     values.update(extra)
-    return settings.load(**values)
+    return settings.load(**provider_changes(None, values))
 
 
 @pytest.fixture
@@ -146,7 +167,7 @@ def world(tmp_path: Path, db_url: str, sim: simulator.RunningSimulator) -> World
 
 @pytest.fixture
 async def svc(world: World) -> AsyncIterator[service.Service]:
-    async with service.open_service(world.settings, clock=world.clock, need_provider=True) as s:
+    async with assembly.open_service(world.settings, clock=world.clock, need_provider=True) as s:
         yield s
 
 

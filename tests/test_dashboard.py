@@ -73,8 +73,7 @@ def _site(
     with simulator.running(config) as sim:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
-            "openai_api_key": "sk-dash",
-            "openai_base_url": sim.base_url,
+            "provider_config": {"openai": {"api_key": "sk-dash", "base_url": sim.base_url}},
             "poll_min_seconds": 0.3,
             "poll_max_seconds": 1.0,
             **changes,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reelwatch import service
+from reelwatch import assembly, service
 from reelwatch.models import Generation, Status, Variant
 from tests.conftest import World, step
 
@@ -64,7 +64,9 @@ async def run_until_terminal(
 async def test_rate_limit_window_is_honoured_and_pauses_the_worker(world: World) -> None:
     """A 429 with Retry-After reschedules no earlier than it and pauses every call until then."""
     serial = world.with_settings(concurrency=1)  # one call at a time: nothing else in flight
-    async with service.open_service(serial.settings, clock=serial.clock, need_provider=True) as svc:
+    async with assembly.open_service(
+        serial.settings, clock=serial.clock, need_provider=True
+    ) as svc:
         a = await submit(svc, "first")
         b = await submit(svc, "second")
         assert a.next_poll_at and b.next_poll_at
@@ -140,7 +142,7 @@ async def test_truncated_download_is_repaired_without_a_new_generation(
 async def test_stuck_job_times_out(tmp_path: Path, world: World) -> None:
     """A job that never finishes is failed as `timeout` after REELWATCH_TIMEOUT_MINUTES."""
     quick = world.with_settings(timeout_minutes=0.25)  # 15 s
-    async with service.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
+    async with assembly.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
         g = await submit(svc, "[sim:stuck] forever")
         summaries = []
         for _ in range(20):

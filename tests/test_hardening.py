@@ -52,7 +52,9 @@ BIGINT_MAX = 2**63 - 1
 def app_settings(tmp_path: Path, db_url: str) -> Settings:
     """The API without a provider key: nothing here needs the provider."""
     return settings.load(
-        data_dir=tmp_path / "data", database_url_raw=db_url, openai_webhook_secret=WEBHOOK_SECRET
+        data_dir=tmp_path / "data",
+        database_url_raw=db_url,
+        provider_config={"openai": {"webhook_secret": WEBHOOK_SECRET}},
     )
 
 
@@ -606,7 +608,7 @@ async def test_status_checks_refuse_cross_origin_redirects(
 ) -> None:
     """A 302 from the status check to another origin is refused; nothing reaches it."""
     with pytest.raises(exceptions.ProviderRejected) as refused:
-        await redirected.retrieve("video_1")
+        await redirected.retrieve(base.Ref("video_1"))
     assert refused.value.error_code == "redirect_refused"
     assert origins.elsewhere_hits == []
 
@@ -616,7 +618,7 @@ async def test_downloads_refuse_cross_origin_redirects(
 ) -> None:
     """A 302 from the content route to another origin is refused; nothing reaches it."""
     with pytest.raises(exceptions.ProviderRejected) as refused:
-        async with redirected.download("video_1", Variant.VIDEO):
+        async with redirected.download(base.Ref("video_1"), Variant.VIDEO):
             pass
     assert refused.value.error_code == "redirect_refused"
     assert origins.elsewhere_hits == []
@@ -628,7 +630,9 @@ async def test_creates_are_never_reposted_to_another_origin(
     """A 307 answering the create (which would re-POST the prompt) is refused, as is a list
     page's redirect; nothing reaches the other origin."""
     with pytest.raises(exceptions.ProviderRejected) as refused:
-        await redirected.create(base.CreateRequest("secret prompt", "sora-2", 4, "720x1280"))
+        await redirected.create(
+            base.CreateRequest("secret prompt", "sora-2", {"seconds": 4, "size": "720x1280"})
+        )
     assert refused.value.error_code == "redirect_refused"
     with pytest.raises(exceptions.ProviderRejected):
         await redirected.remix("video_1", "secret remix")
@@ -642,11 +646,11 @@ async def test_same_origin_redirects_are_followed_a_few_times(
     origins: Origins, redirected: OpenAIVideos
 ) -> None:
     """A move within the API's origin is followed; a redirect loop ends after 5 hops."""
-    assert (await redirected.retrieve("same")).video_id == "real"
-    async with redirected.download("same", Variant.VIDEO) as download:
+    assert (await redirected.retrieve(base.Ref("same"))).video_id == "real"
+    async with redirected.download(base.Ref("same"), Variant.VIDEO) as download:
         assert b"".join([c async for c in download.chunks()]) == b"mp4"
     with pytest.raises(exceptions.ProviderRejected) as looped:
-        await redirected.retrieve("loop")
+        await redirected.retrieve(base.Ref("loop"))
     assert looped.value.error_code == "redirect_refused"
     assert origins.elsewhere_hits == []
 
@@ -752,9 +756,13 @@ def test_the_api_answers_no_5xx_to_generated_requests(
     (SQLite, the simulator as provider): none is answered with a 5xx."""
     app_settings = settings.load(
         data_dir=tmp_path / "data",
-        openai_api_key="sk-test",
-        openai_base_url=sim.base_url,
-        openai_webhook_secret=WEBHOOK_SECRET,
+        provider_config={
+            "openai": {
+                "api_key": "sk-test",
+                "base_url": sim.base_url,
+                "webhook_secret": WEBHOOK_SECRET,
+            }
+        },
         cron_secret="cron-hardening",
     )
     assert _openapi_fuzz(app_settings, examples=30) == []

@@ -249,12 +249,8 @@ def test_transient_after_the_deadline_does_not_fail() -> None:
 
 @pytest.mark.parametrize(
     "remote",
-    [
-        video(RemoteStatus.QUEUED),
-        video(RemoteStatus.IN_PROGRESS, 90),
-        video(RemoteStatus.UNKNOWN, 50, raw_status="paused"),
-    ],
-    ids=["queued", "in_progress", "unknown"],
+    [video(RemoteStatus.QUEUED), video(RemoteStatus.IN_PROGRESS, 90)],
+    ids=["queued", "in_progress"],
 )
 @pytest.mark.parametrize("late_s", [0.0, 1.0, 3600.0])
 def test_unfinished_answer_at_or_after_the_deadline_times_out(
@@ -306,12 +302,41 @@ def test_completed_answer_after_the_deadline_is_downloaded_not_timed_out() -> No
 
 @pytest.mark.parametrize("failures", [0, 3, 20])
 @pytest.mark.parametrize("rand", [0.0, 0.5, 0.999999])
-def test_unknown_remote_status_keeps_polling_within_poll_bounds(failures: int, rand: float) -> None:
-    """An unknown status leaves the status as is and polls again within [poll_min, poll_max]."""
+def test_unknown_remote_status_keeps_polling_with_backoff(failures: int, rand: float) -> None:
+    """An unknown status leaves the status as is and polls again, backing off, within
+    [poll_min, backoff_max]; the generation is set aside for a person with the raw word."""
     g = generation(Status.IN_PROGRESS, failures=failures)
     d = decide(g, lifecycle.Polled(video(RemoteStatus.UNKNOWN, 30, raw_status="paused")), rand=rand)
     assert d.generation.status is Status.IN_PROGRESS
-    assert POLICY.poll_min_s - 1e-6 <= delay_s(d, 10) <= POLICY.poll_max_s + 1e-6
+    assert POLICY.poll_min_s - 1e-6 <= delay_s(d, 10) <= POLICY.backoff_max_s + 1e-6
+    assert d.generation.attention is not None and "'paused'" in d.generation.attention
+
+
+@pytest.mark.parametrize("late_s", [0.0, 3600.0, 7 * 24 * 3600.0])
+def test_an_unknown_status_is_never_spun_to_a_timeout(late_s: float) -> None:
+    """Past the deadline, a word nobody knows is still shown to a person, not timed out."""
+    remote = video(RemoteStatus.UNKNOWN, 50, raw_status="paused")
+    d = decide(generation(Status.IN_PROGRESS), lifecycle.Polled(remote), now=DEADLINE_S + late_s)
+    assert d.generation.status is Status.IN_PROGRESS
+    assert d.event.kind == "unknown_status"
+    assert d.generation.attention == "unknown_status: the provider reported 'paused'"
+
+
+def test_a_known_status_after_an_unknown_one_lifts_the_attention() -> None:
+    """Once the provider answers in a word the adapter knows, the generation is normal again."""
+    odd = decide(generation(Status.IN_PROGRESS), lifecycle.Polled(video(RemoteStatus.UNKNOWN, 50)))
+    again = decide(odd.generation, lifecycle.Polled(video(RemoteStatus.IN_PROGRESS, 60)), now=20)
+    assert odd.generation.attention is not None
+    assert again.generation.attention is None
+
+
+def test_a_lost_create_the_provider_cannot_list_fails_as_create_unknown() -> None:
+    """No list to look in: never resubmitted (that could pay twice); a person decides."""
+    g = generation(Status.PENDING, video_id=None, submit_ambiguous=True)
+    d = decide(g, lifecycle.CreateUnknown())
+    assert d.generation.status is Status.FAILED
+    assert d.generation.error is not None and d.generation.error.code == "create_unknown"
+    assert d.event.data["prompt"] == g.prompt
 
 
 def test_unknown_remote_status_is_recorded_with_the_raw_word() -> None:
@@ -392,13 +417,13 @@ def test_download_retry_is_scheduled_before_the_remote_copy_expires() -> None:
 
 
 @pytest.mark.parametrize("late_s", [0.0, 1.0, 86400.0])
-def test_download_failure_after_expiry_fails_as_download_expired(late_s: float) -> None:
-    """A download that breaks at or after expires_at fails with code `download_expired`."""
+def test_download_failure_after_expiry_fails_as_asset_expired(late_s: float) -> None:
+    """A download that breaks at or after expires_at fails with code `asset_expired`."""
     g = generation(Status.DOWNLOADING, expires_at=at(3600))
     d = decide(g, lifecycle.DownloadFailed("HTTP 404"), now=3600 + late_s)
     assert d.generation.status is Status.FAILED
     assert d.generation.error is not None
-    assert d.generation.error.code == "download_expired"
+    assert d.generation.error.code == "asset_expired"
 
 
 def test_download_failure_without_expiry_keeps_retrying() -> None:
@@ -740,7 +765,7 @@ def test_retry_puts_a_failed_generation_back_to_submitting() -> None:
 
 def test_retry_event_has_the_previous_video_and_the_estimated_cost() -> None:
     """The retry event keeps the previous video id and the estimated cost of the new one."""
-    d = decide(generation(Status.FAILED, seconds=8, model="sora-2"), lifecycle.Retry("alice"))
+    d = decide(generation(Status.FAILED), lifecycle.Retry("alice", cost_usd=0.80))
     assert d.event.kind == "retry"
     assert d.event.data["previous_video_id"] == "video_1"
     assert d.event.data["estimated_cost_usd"] == pytest.approx(0.80)

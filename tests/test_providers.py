@@ -10,6 +10,7 @@ import pytest
 from reelwatch import exceptions, simulator
 from reelwatch.models import RemoteStatus, Variant
 from reelwatch.providers import base
+from reelwatch.providers import openai as openai_provider
 from reelwatch.providers.openai import OpenAIVideos
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -39,22 +40,25 @@ def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> N
         ("in_progress", RemoteStatus.IN_PROGRESS),
         ("processing", RemoteStatus.IN_PROGRESS),
         ("completed", RemoteStatus.COMPLETED),
-        ("SUCCEEDED", RemoteStatus.COMPLETED),
+        ("succeeded", RemoteStatus.COMPLETED),
+        ("SUCCEEDED", RemoteStatus.UNKNOWN),
         ("failed", RemoteStatus.FAILED),
         ("expired", RemoteStatus.FAILED),
+        ("starting", RemoteStatus.UNKNOWN),
         ("unknown", RemoteStatus.UNKNOWN),
         ("", RemoteStatus.UNKNOWN),
     ],
 )
 def test_gateway_status_words(word: str, status: RemoteStatus) -> None:
-    """Gateways' words map onto the four states; anything else is UNKNOWN, not a crash."""
-    assert base.normalise_status(word) is status
+    """The adapter's exact words (and gateways') map onto the four states; anything else,
+    a different case included, is UNKNOWN (a person sees it), not a guess or a crash."""
+    assert base.status_of(openai_provider.STATUSES, word) is status
 
 
 def test_failed_word_without_error_gets_a_code() -> None:
     """`expired` with no error object still reads as a failure with a code."""
-    error = base.remote_error("expired", None)
-    assert error is not None and error.code == "expired"
+    video = openai_provider._remote({"id": "video_1", "status": "expired"})
+    assert video.error is not None and video.error.code == "expired"
 
 
 @pytest.mark.parametrize(
@@ -80,24 +84,28 @@ async def test_adapter_maps_http_errors(
     sim, provider = adapter
     try:
         with pytest.raises(exceptions.ProviderNotFound):
-            await provider.retrieve("video_" + "0" * 48)
-        video = await provider.create(base.CreateRequest("x", "sora-2", 4, "720x1280"))
+            await provider.retrieve(base.Ref("video_" + "0" * 48))
+        video = await provider.create(
+            base.CreateRequest("x", "sora-2", {"seconds": 4, "size": "720x1280"})
+        )
         sim.sim.inject("retrieve", "rate_limit", retry_after=3)
         with pytest.raises(exceptions.ProviderRateLimited) as limited:
-            await provider.retrieve(video.video_id)
+            await provider.retrieve(base.Ref(video.video_id))
         assert limited.value.retry_after_s == 3
         sim.sim.inject("retrieve", "server_error", status=502)
         with pytest.raises(exceptions.ProviderUnavailable):
-            await provider.retrieve(video.video_id)
+            await provider.retrieve(base.Ref(video.video_id))
         # A status check on a kept-alive connection that drops is sent again once on a fresh
         # one (aiohttp does this for GETs: the server may have closed an idle connection).
         sim.sim.inject("retrieve", "drop")
-        assert (await provider.retrieve(video.video_id)).video_id == video.video_id
+        assert (await provider.retrieve(base.Ref(video.video_id))).video_id == video.video_id
         sim.sim.inject("retrieve", "drop", count=2)
         with pytest.raises(exceptions.ProviderUnavailable):
-            await provider.retrieve(video.video_id)
+            await provider.retrieve(base.Ref(video.video_id))
         with pytest.raises(exceptions.ProviderRejected) as rejected:
-            await provider.create(base.CreateRequest("x", "sora-2", 5, "720x1280"))
+            await provider.create(
+                base.CreateRequest("x", "sora-2", {"seconds": 5, "size": "720x1280"})
+            )
         assert rejected.value.http_status == 400
     finally:
         await provider.aclose()
@@ -110,14 +118,16 @@ async def test_adapter_lists_recent_and_streams_content(
     sim, provider = adapter
     try:
         made = [
-            await provider.create(base.CreateRequest(f"p{i}", "sora-2", 4, "720x1280"))
+            await provider.create(
+                base.CreateRequest(f"p{i}", "sora-2", {"seconds": 4, "size": "720x1280"})
+            )
             for i in range(3)
         ]
         since = min(v.created_at for v in made if v.created_at) - timedelta(seconds=1)
         seen = [v.video_id async for v in provider.recent(since=since)]
         assert set(seen) == {v.video_id for v in made}
         sim.sim.clock.advance(2)
-        async with provider.download(made[0].video_id, Variant.THUMBNAIL) as download:
+        async with provider.download(base.Ref(made[0].video_id), Variant.THUMBNAIL) as download:
             assert download.content_type == "image/webp"
             body = b"".join([c async for c in download.chunks()])
         assert download.content_length == len(body)
@@ -132,13 +142,15 @@ async def test_adapter_download_passes_the_callers_own_errors_through(
     caller's, not reported as a broken download; a missing asset is a 404 as before."""
     sim, provider = adapter
     try:
-        video = await provider.create(base.CreateRequest("own", "sora-2", 4, "720x1280"))
+        video = await provider.create(
+            base.CreateRequest("own", "sora-2", {"seconds": 4, "size": "720x1280"})
+        )
         sim.sim.clock.advance(2)
         with pytest.raises(TimeoutError):
-            async with provider.download(video.video_id, Variant.VIDEO):
+            async with provider.download(base.Ref(video.video_id), Variant.VIDEO):
                 raise TimeoutError("the disk, not the provider")
         with pytest.raises(exceptions.ProviderNotFound):
-            async with provider.download("video_" + "0" * 48, Variant.VIDEO):
+            async with provider.download(base.Ref("video_" + "0" * 48), Variant.VIDEO):
                 pass
     finally:
         await provider.aclose()
@@ -150,7 +162,9 @@ async def test_adapter_remixes_and_deletes(
     """Remix makes a new queued job from a completed one; delete makes it 404."""
     sim, provider = adapter
     try:
-        source = await provider.create(base.CreateRequest("source", "sora-2", 4, "720x1280"))
+        source = await provider.create(
+            base.CreateRequest("source", "sora-2", {"seconds": 4, "size": "720x1280"})
+        )
         with pytest.raises(exceptions.ProviderRejected):
             await provider.remix(source.video_id, "too early")
         sim.sim.clock.advance(2)
@@ -160,6 +174,6 @@ async def test_adapter_remixes_and_deletes(
         assert remix.prompt == "now in winter"
         await provider.delete(source.video_id)
         with pytest.raises(exceptions.ProviderNotFound):
-            await provider.retrieve(source.video_id)
+            await provider.retrieve(base.Ref(source.video_id))
     finally:
         await provider.aclose()

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from reelwatch import (
+    assembly,
     breaker,
     exceptions,
     lifecycle,
@@ -59,7 +60,7 @@ async def test_the_worker_survives_its_database_sessions_being_terminated(
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     fast = world.with_settings(poll_min_seconds=0.05, poll_max_seconds=0.2)
     database = sa.engine.make_url(db_url).database
-    async with service.open_service(fast.settings, need_provider=True) as svc:
+    async with assembly.open_service(fast.settings, need_provider=True) as svc:
         assert svc.engine is not None
         svc.engine.metrics = collected = metrics.Metrics(tables=False)
         ids = [(await submit(svc, f"t{i} [sim:queue=0.2,render=3]")).id for i in range(4)]
@@ -103,7 +104,7 @@ async def test_the_worker_survives_its_database_sessions_being_terminated(
 
 async def test_the_loop_retries_a_database_error_instead_of_dying(world: World) -> None:
     """A claim that fails on the database is logged, backed off and tried again; health says so."""
-    async with service.open_service(world.settings, need_provider=True) as svc:
+    async with assembly.open_service(world.settings, need_provider=True) as svc:
         assert svc.engine is not None
         engine = svc.engine
         real = svc.store.claim_for
@@ -142,7 +143,7 @@ async def test_a_missing_schema_ends_the_worker_with_that_error(
     own_sqlite: settings.Settings,
 ) -> None:
     """An error no retry can fix (the table is gone) is raised, not retried forever."""
-    async with service.open_service(own_sqlite, need_provider=True) as svc:
+    async with assembly.open_service(own_sqlite, need_provider=True) as svc:
         assert svc.engine is not None
         async with svc.store._engine.begin() as conn:
             await conn.execute(sa.text("DROP TABLE provider_state"))
@@ -228,8 +229,8 @@ async def test_a_flagged_create_is_not_reconciled_before_it_could_show_up(
 async def test_a_429_on_a_download_honours_retry_after_for_every_worker(world: World) -> None:
     """The download is not retried inside the window, and another worker sends nothing either."""
     async with (
-        service.open_service(world.settings, clock=world.clock, need_provider=True) as one,
-        service.open_service(world.settings, clock=world.clock, need_provider=True) as two,
+        assembly.open_service(world.settings, clock=world.clock, need_provider=True) as one,
+        assembly.open_service(world.settings, clock=world.clock, need_provider=True) as two,
     ):
         assert one.engine is not None and two.engine is not None
         g = await submit(one, "[sim:queue=0,render=1] limited download")
@@ -256,8 +257,8 @@ async def test_the_request_budget_is_shared_by_all_workers(world: World) -> None
     """Two workers with a budget of 60/min claim ten between them at once, not twenty."""
     tight = world.with_settings(requests_per_minute=60)
     async with (
-        service.open_service(tight.settings, clock=tight.clock, need_provider=True) as one,
-        service.open_service(tight.settings, clock=tight.clock, need_provider=True) as two,
+        assembly.open_service(tight.settings, clock=tight.clock, need_provider=True) as one,
+        assembly.open_service(tight.settings, clock=tight.clock, need_provider=True) as two,
     ):
         gs = [await submit(one, f"shared budget {i}") for i in range(24)]
         tight.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
@@ -275,7 +276,9 @@ async def test_a_generation_claimed_too_often_without_a_step_is_quarantined(
     """Claims that end in crashes are counted; after five it is set aside, not polled; a reset
     clears that, and so does the one real attempt made every ten minutes when it answers."""
     patient = world.with_settings(timeout_minutes=120)
-    async with service.open_service(patient.settings, clock=world.clock, need_provider=True) as svc:
+    async with assembly.open_service(
+        patient.settings, clock=world.clock, need_provider=True
+    ) as svc:
         assert svc.engine is not None
         g = await submit(svc, "[sim:queue=0,render=6000] poison")
 
@@ -363,7 +366,9 @@ def test_the_breaker_opens_after_failures_probes_once_and_closes() -> None:
 async def test_a_failing_provider_opens_the_circuit_and_gets_probes_only(world: World) -> None:
     """After five 503s in a row the worker sends one probe per cooldown, then resumes."""
     serial = world.with_settings(concurrency=1)
-    async with service.open_service(serial.settings, clock=serial.clock, need_provider=True) as svc:
+    async with assembly.open_service(
+        serial.settings, clock=serial.clock, need_provider=True
+    ) as svc:
         gs = [await submit(svc, f"down {i}") for i in range(8)]
         serial.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
         world.sim.sim.inject("retrieve", "server_error", count=-1, status=503)
@@ -393,7 +398,9 @@ async def test_disk_full_keeps_the_generation_downloading_and_recovers(
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         full = world.with_settings(storage_url_raw=f"file://{small}")
-        async with service.open_service(full.settings, clock=full.clock, need_provider=True) as svc:
+        async with assembly.open_service(
+            full.settings, clock=full.clock, need_provider=True
+        ) as svc:
             assert svc.engine is not None
             svc.engine.metrics = collected = metrics.Metrics(tables=False)
             filler = small / "filler"
@@ -441,9 +448,8 @@ async def test_a_submit_honours_a_pause_another_worker_recorded(
 ) -> None:
     """The API's and the CLI's submit read the shared pause: no create inside the window."""
     now = world.clock.now()
-    await svc.store.pause(
-        svc.engine.provider.name if svc.engine else "", until=now + timedelta(seconds=30), now=now
-    )
+    assert svc.engine is not None
+    await svc.store.pause(svc.engine.endpoint.key, until=now + timedelta(seconds=30), now=now)
     g = await submit(svc, "while paused")
     assert g.status is Status.PENDING and g.video_id is None
     assert g.next_poll_at is not None and g.next_poll_at >= now + timedelta(seconds=30)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reelwatch import exceptions, settings
+from reelwatch import exceptions, providers, settings
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -16,9 +16,10 @@ def test_defaults_are_the_contracts() -> None:
     assert s.database_url == f"sqlite:///{data / 'reelwatch.db'}"
     assert s.storage_path == data / "videos"
     assert s.timeout_seconds == 900
-    assert s.openai_base_url == "https://api.openai.com/v1"
-    assert s.api_token is None and s.cron_secret is None and s.openai_webhook_secret is None
-    assert not s.webhooks_enabled
+    openai = providers.config("openai", s)
+    assert openai.base_url == "https://api.openai.com/v1"
+    assert s.api_token is None and s.cron_secret is None and openai.missing == "OPENAI_API_KEY"
+    assert providers.verifier("openai", s) is None
 
 
 def test_every_contract_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -31,7 +32,7 @@ def test_every_contract_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
         "REELWATCH_API_TOKEN": "tok",
         "OPENAI_API_KEY": "sk-x",
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/",
-        "OPENAI_WEBHOOK_SECRET": "whsec_abc",
+        "OPENAI_WEBHOOK_SECRET": "whsec_YWJj",
         "CRON_SECRET": "cron",
     }
     for name, value in env.items():
@@ -41,9 +42,10 @@ def test_every_contract_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert s.database_url == "postgresql://u@h/db"
     assert s.storage_path == tmp_path / "assets"
     assert s.timeout_seconds == 15.0
-    assert (s.api_token, s.openai_api_key, s.cron_secret) == ("tok", "sk-x", "cron")
-    assert s.openai_base_url == "http://127.0.0.1:9/v1"
-    assert s.webhooks_enabled
+    openai = providers.config("openai", s)
+    assert (s.api_token, openai.missing, s.cron_secret) == ("tok", None, "cron")
+    assert openai.base_url == "http://127.0.0.1:9/v1"
+    assert providers.verifier("openai", s) is not None
 
 
 def test_dotenv_in_the_working_folder_is_read(
@@ -76,6 +78,13 @@ def test_bad_values_fail_with_one_line_naming_the_variable(
     """A bad value raises ConfigError whose single line starts with the variable's name."""
     monkeypatch.setenv(name, value)
     with pytest.raises(exceptions.ConfigError) as caught:
-        settings.load()
+        load_everything()
     message = str(caught.value)
     assert needle in message and "\n" not in message
+
+
+def load_everything() -> None:
+    """The core settings, then every provider's (each reads its own variables)."""
+    loaded = settings.load()
+    for provider in providers.NAMES:
+        providers.config(provider, loaded)

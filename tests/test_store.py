@@ -25,6 +25,7 @@ from reelwatch.models import (
     ACTIVE,
     TERMINAL,
     Asset,
+    Endpoint,
     ErrorInfo,
     Generation,
     NewEvent,
@@ -847,3 +848,58 @@ async def test_open_an_unreachable_database_raises_database_unavailable(
     assert "secret-pw" not in message
     assert "secret-pw" not in "".join(traceback.format_exception(caught.value))  # nor in the log
     assert "cannot reach the database" in message
+
+
+async def test_rows_from_before_providers_keep_their_inputs_and_are_adopted(db_url: str) -> None:
+    """A row written by 0.5 (revision 0005: no endpoint, params or remote) reads back with its
+    seconds and size as params, and the first worker of its provider claims it and records its
+    endpoint; a worker of another endpoint of that provider does not see it after that."""
+    await asyncio.to_thread(_drop_everything, db_url)
+    sync_url = urls(db_url)[1]
+    await asyncio.to_thread(migrate.upgrade, sync_url, "0005")
+    now = datetime.now(UTC)
+    legacy = {
+        "id": "gen_legacy",
+        "provider": "openai",
+        "video_id": "video_old",
+        "status": "queued",
+        "progress": 0,
+        "model": "sora-2",
+        "seconds": 8,
+        "size": "1280x720",
+        "prompt": "from before",
+        "created_at": now,
+        "watch_started_at": now,
+        "next_poll_at": now,
+        "attempts": 0,
+        "failures": 0,
+        "submit_ambiguous": False,
+        "assets": {},
+        "updated_at": now,
+    }
+
+    def write_old_row() -> None:
+        engine = sa.create_engine(sync_url)
+        old = sa.Table("generations", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(old.insert().values(**legacy))
+        engine.dispose()
+
+    await asyncio.to_thread(write_old_row)
+    opened = await Store.open(db_url)  # migrates to head
+    try:
+        g = await opened.get("gen_legacy")
+        assert g.params == {"seconds": 8, "size": "1280x720"} and g.endpoint is None
+        other = Endpoint("openai", "http://elsewhere/v1")
+        mine = Endpoint("openai", "http://127.0.0.1:9/v1")
+        claims, _ = await opened.claim_for(
+            mine, owner="w", now=now, limit=5, lease_s=60, per_minute=600
+        )
+        assert [c.generation.endpoint for c in claims] == [mine.base_url]
+        later = now + timedelta(seconds=120)  # the lease has expired
+        claims, _ = await opened.claim_for(
+            other, owner="w2", now=later, limit=5, lease_s=60, per_minute=600
+        )
+        assert claims == []
+    finally:
+        await opened.close()

@@ -35,6 +35,7 @@ from reelwatch.models import (
     ACTIVE,
     TERMINAL,
     Asset,
+    Endpoint,
     ErrorInfo,
     Generation,
     NewEvent,
@@ -44,6 +45,8 @@ from reelwatch.models import (
     Variant,
 )
 from reelwatch.store import Claim, Gate, Store, migrate, tables, urls
+
+ENDPOINT = Endpoint("openai", "http://127.0.0.1:9/v1")
 
 T = TypeVar("T")
 
@@ -275,6 +278,7 @@ class StoreMachine(RuleBasedStateMachine):
         g = Generation(
             id=gid,
             provider="openai",
+            endpoint=ENDPOINT.base_url,
             video_id=self.fresh("vid") if tracked else None,
             status=Status.QUEUED if tracked else Status.PENDING,
             progress=0,
@@ -311,7 +315,7 @@ class StoreMachine(RuleBasedStateMachine):
         """A 429's Retry-After pauses the provider for every worker; never shortened."""
         self.step("pause")
         until = self.now + timedelta(seconds=seconds)
-        self.run(self.store.pause("openai", until=until, now=self.now))
+        self.run(self.store.pause(ENDPOINT.key, until=until, now=self.now))
         if self.provider is None:
             self.provider = ProviderState(None, 1e9, self.now)  # a full bucket, capped at claim
         if self.provider.paused_until is None or self.provider.paused_until < until:
@@ -327,7 +331,7 @@ class StoreMachine(RuleBasedStateMachine):
         rate, capacity = PER_MINUTE / 60.0, max(1.0, PER_MINUTE / 6.0)
         claims, gate = self.run(
             self.store.claim_for(
-                "openai",
+                ENDPOINT,
                 owner=owner,
                 now=self.now,
                 limit=limit,
@@ -351,7 +355,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert gate == Gate(budget_wait_s=wait)
         self.take(owner, claims)
         if extra:
-            self.run(self.store.spend("openai", extra))
+            self.run(self.store.spend(ENDPOINT.key, extra))
             p.tokens -= extra
 
     @precondition(lambda self: self.rows)

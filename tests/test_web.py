@@ -21,7 +21,7 @@ from reelwatch import service, serving
 from reelwatch.models import Status
 from reelwatch.store import tables
 from reelwatch.web import create_app
-from tests.conftest import World, step
+from tests.conftest import World, step, with_changes
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,7 +49,7 @@ def server_factory(web_world: World) -> Iterator[Any]:
     stack: list[Any] = []
 
     def start(**changes: Any) -> str:
-        settings = web_world.settings.model_copy(update=changes)
+        settings = with_changes(web_world.settings, **changes)
         app = create_app(settings, clock=web_world.clock, run_worker=False)
         context = serving.in_thread(app, probe="/healthz", name="reelwatch-test")
         stack.append(context)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from reelwatch import exceptions, lifecycle, service
+from reelwatch import assembly, exceptions, lifecycle, service
 from reelwatch.models import NewEvent, Status
+from reelwatch.providers.base import Ref
 from tests.conftest import World, step
 
 pytestmark = pytest.mark.asyncio
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.asyncio
 async def test_continuous_worker_finishes_generations_on_its_own(world: World) -> None:
     """`run()` moves every generation to completed without anyone polling by hand."""
     fast = world.with_settings(poll_min_seconds=0.05, poll_max_seconds=0.2)
-    async with service.open_service(fast.settings, need_provider=True) as svc:
+    async with assembly.open_service(fast.settings, need_provider=True) as svc:
         ids = [
             (await svc.submit(service.SubmitRequest(f"run {i} [sim:queue=0.2,render=0.6]"))).id
             for i in range(5)
@@ -43,7 +44,7 @@ async def test_continuous_worker_finishes_generations_on_its_own(world: World) -
 async def test_graceful_shutdown_finishes_in_flight_work_and_releases(world: World) -> None:
     """On stop, the worker stops claiming, lets the in-flight poll finish and writes it."""
     slow = world.with_settings(poll_min_seconds=0.05, poll_max_seconds=0.2)
-    async with service.open_service(slow.settings, clock=slow.clock, need_provider=True) as svc:
+    async with assembly.open_service(slow.settings, clock=slow.clock, need_provider=True) as svc:
         g = await svc.submit(service.SubmitRequest("slow answer"))
         slow.advance_to(g.next_poll_at)
         world.sim.sim.inject("retrieve", "latency", seconds=1.0)
@@ -140,7 +141,7 @@ async def test_retry_of_a_generation_that_did_not_fail_is_refused(svc: service.S
 async def test_reset_polls_a_timed_out_generation_again(world: World) -> None:
     """Reset is free: no new job, the timeout restarts, and it can still complete."""
     quick = world.with_settings(timeout_minutes=0.25)
-    async with service.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
+    async with assembly.open_service(quick.settings, clock=quick.clock, need_provider=True) as svc:
         g = await svc.submit(service.SubmitRequest("slow [sim:queue=0,render=40]"))
         while not g.terminal:
             g = await step(svc, quick, g.id)
@@ -189,14 +190,16 @@ async def test_download_expiring_before_it_succeeds_fails_without_resubmitting(
         if g.status is Status.DOWNLOADING and g.expires_at is not None:
             world.advance_to(g.expires_at - timedelta(seconds=1))
     assert g.status is Status.FAILED and g.error is not None
-    assert g.error.code == "download_expired"
+    assert g.error.code == "asset_expired"
     assert world.sim.sim.stats()["creates"] == 1
 
 
 async def test_request_budget_limits_claims_per_cycle(world: World) -> None:
     """With a requests-per-minute budget, one cycle asks about no more than it allows."""
     budget = world.with_settings(requests_per_minute=60)  # ten at once, then one a second
-    async with service.open_service(budget.settings, clock=budget.clock, need_provider=True) as svc:
+    async with assembly.open_service(
+        budget.settings, clock=budget.clock, need_provider=True
+    ) as svc:
         gs = [await svc.submit(service.SubmitRequest(f"b{i}")) for i in range(14)]
         budget.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
         assert svc.engine is not None
@@ -212,8 +215,8 @@ async def test_request_budget_limits_claims_per_cycle(world: World) -> None:
 async def test_two_workers_never_poll_the_same_generation_at_once(world: World) -> None:
     """Two workers on one database split the due generations; each is asked about once."""
     async with (
-        service.open_service(world.settings, clock=world.clock, need_provider=True) as one,
-        service.open_service(world.settings, clock=world.clock, need_provider=True) as two,
+        assembly.open_service(world.settings, clock=world.clock, need_provider=True) as one,
+        assembly.open_service(world.settings, clock=world.clock, need_provider=True) as two,
     ):
         gs = [await one.submit(service.SubmitRequest(f"shared {i}")) for i in range(24)]
         world.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
@@ -281,14 +284,23 @@ async def test_a_webhook_during_a_download_does_not_restart_it(
         assert svc.engine is not None
         decision = lifecycle.decide(
             claim.generation,
-            lifecycle.Polled(await svc.engine.provider.retrieve(g.video_id or "")),
+            lifecycle.Polled(await svc.engine.provider.retrieve(Ref(g.video_id or ""))),
             world.clock.now(),
             svc.engine.policy,
         )
         claim, _ = await svc.store.apply(claim, decision, now=world.clock.now(), release=False)
         g = claim.generation
     hook = lifecycle.WebhookReceived("video.completed", "wh_1")
-    assert await svc.webhook("wh_1", g.video_id or "", hook) == "applied"
+    policy = svc.engine.policy
+    outcome = await svc.store.record_webhook(
+        "openai/wh_1",
+        provider="openai",
+        video_id=g.video_id or "",
+        event_type=hook.event_type,
+        decide=lambda current: lifecycle.decide(current, hook, world.clock.now(), policy),
+        now=world.clock.now(),
+    )
+    assert outcome == "applied"
     finished = lifecycle.decide(
         claim.generation, lifecycle.Downloaded({}), world.clock.now(), svc.engine.policy
     )
@@ -299,7 +311,9 @@ async def test_a_webhook_during_a_download_does_not_restart_it(
 async def test_cycles_claim_no_more_than_they_can_start(world: World) -> None:
     """`cycle()` claims in waves of `concurrency`: no lease waits for a free slot."""
     narrow = world.with_settings(concurrency=2)
-    async with service.open_service(narrow.settings, clock=narrow.clock, need_provider=True) as svc:
+    async with assembly.open_service(
+        narrow.settings, clock=narrow.clock, need_provider=True
+    ) as svc:
         gs = [await svc.submit(service.SubmitRequest(f"wave {i}")) for i in range(6)]
         narrow.advance_to(max(g.next_poll_at for g in gs if g.next_poll_at))
         world.sim.sim.inject("retrieve", "latency", count=-1, seconds=0.1)
@@ -312,7 +326,7 @@ async def test_cycles_claim_no_more_than_they_can_start(world: World) -> None:
 async def test_an_exhausted_budget_makes_the_worker_wait_not_spin(world: World) -> None:
     """Out of requests, the continuous worker sleeps until a token is back."""
     tight = world.with_settings(requests_per_minute=6)  # one token, then one per 10 s
-    async with service.open_service(tight.settings, clock=tight.clock, need_provider=True) as svc:
+    async with assembly.open_service(tight.settings, clock=tight.clock, need_provider=True) as svc:
         for i in range(3):
             await svc.submit(service.SubmitRequest(f"budget {i}"))
         tight.advance(30)

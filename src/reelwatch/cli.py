@@ -15,7 +15,7 @@ import prometheus_client
 import typer
 from rich.console import Console
 
-from reelwatch import exceptions, live, logs, metrics, service
+from reelwatch import assembly, exceptions, live, logs, metrics, presenter, providers, service
 from reelwatch import settings as settings_module
 from reelwatch.models import Generation, Status
 from reelwatch.settings import Settings
@@ -94,14 +94,31 @@ def with_service(
     settings = load_settings()
 
     async def main() -> tuple[service.Service, T]:
-        async with service.open_service(settings, need_provider=need_provider) as svc:
+        async with assembly.open_service(settings, need_provider=need_provider) as svc:
             return svc, await fn(svc)
 
     return run(main())
 
 
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; whole numbers become ints and true/false booleans (the adapter
+    checks each against what its API takes)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise exceptions.InvalidInput(f"--param: {pair!r} is not KEY=VALUE")
+        value: Any = raw
+        if raw.isascii() and raw.isdigit() and len(raw) <= 9:
+            value = int(raw)
+        elif raw in ("true", "false"):
+            value = raw == "true"
+        params[key.strip()] = value
+    return params
+
+
 def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None:
-    data = service.to_json(g, svc.clock.now())
+    data = svc.view(g)
     if as_json:
         emit_json(data)
         return
@@ -116,9 +133,17 @@ def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None
 @app.command()
 def submit(
     prompt: Annotated[str, typer.Argument(help="What the video should show.")],
-    model: Annotated[str, typer.Option(help="Model name.")] = "sora-2",
-    seconds: Annotated[int, typer.Option(help="Length: 4, 8, 12 (16, 20 where served).")] = 4,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, e.g. 720x1280.")] = "720x1280",
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Provider name (default REELWATCH_PROVIDER); see `providers`."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default: the provider's).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A provider input, KEY=VALUE (repeatable)."),
+    ] = None,
+    seconds: Annotated[int | None, typer.Option(help="Shorthand for --param seconds=N.")] = None,
+    size: Annotated[str | None, typer.Option(help="Shorthand for --param size=WxH.")] = None,
     input_reference: Annotated[
         Path | None, typer.Option("--input-reference", help="First-frame image (jpg/png/webp).")
     ] = None,
@@ -126,9 +151,17 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a new generation (it is stored before the provider is asked)."""
-    request = service.SubmitRequest(prompt, model, seconds, size, input_reference)
     try:
-        service.validate(request)
+        params = parse_params(param or [])
+        if seconds is not None:
+            params["seconds"] = seconds
+        if size is not None:
+            params["size"] = size
+        request = service.SubmitRequest(prompt, provider, model, params, input_reference)
+        service.check_request(request)
+        name = provider or providers.default_name(load_settings())
+        catalogue = providers.catalogue(name)
+        catalogue.validate(model or catalogue.default_model, params)
     except exceptions.InvalidInput as exc:
         raise fail(exc.message) from None
 
@@ -138,16 +171,22 @@ def submit(
             g = (await live.watch(svc, [g.id], console=err))[0]
         return g
 
-    svc, g = with_service(main, need_provider=True)
+    svc, g = with_service(main)
     print_generation(svc, g, as_json)
     if g.status is Status.FAILED:
         raise fail(f"{g.id} failed: {g.error.message if g.error else 'unknown'}")
 
 
 @app.command()
-def track(video_id: str, as_json: JsonOption = False) -> None:
-    """Monitor a generation created elsewhere, by the provider's video id."""
-    svc, g = with_service(lambda svc: svc.track(video_id), need_provider=True)
+def track(
+    video_id: str,
+    provider: Annotated[
+        str | None, typer.Option(help="Provider name (default REELWATCH_PROVIDER).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Monitor a generation created elsewhere, by the provider's job id."""
+    svc, g = with_service(lambda svc: svc.track(video_id, provider=provider))
     print_generation(svc, g, as_json)
 
 
@@ -175,7 +214,7 @@ def list_(
     )
     now = svc.clock.now()
     if as_json:
-        items = [service.to_json(g, now) for g in page.items]
+        items = [presenter.to_json(g, now) for g in page.items]
         emit_json({"data": items, "next_cursor": page.next_cursor})
         return
     for g in page.items:
@@ -191,7 +230,7 @@ def history(
     """Everything that happened to one generation (its audit log)."""
     _, events = with_service(lambda svc: svc.history(generation_id))
     if as_json:
-        emit_json([service.event_json(e) for e in events])
+        emit_json([presenter.event_json(e) for e in events])
         return
     for e in events:
         who = f" by {e.actor}" if e.actor else ""
@@ -220,14 +259,14 @@ def retry(
 
     _, (g, cost) = with_service(lambda svc: svc.quote_retry(generation_id))
     price = "unknown" if cost is None else f"${cost:.2f}"
-    say(f"Retrying {g.id} ({g.model}, {g.seconds}s, {g.size}) costs about {price}.", console=err)
+    say(f"Retrying {g.id} ({g.provider}, {g.model}) costs about {price}.", console=err)
     if not yes:
         if not sys.stdin.isatty():
             raise fail("retry needs confirmation: pass --yes")
         if not typer.confirm("Resubmit?", default=False):
             raise fail("cancelled; nothing was resubmitted")
 
-    svc, g = with_service(lambda svc: svc.retry(generation_id, now_too=True), need_provider=True)
+    svc, g = with_service(lambda svc: svc.retry(generation_id, now_too=True))
     print_generation(svc, g, as_json)
 
 
@@ -238,6 +277,32 @@ def cancel(
     """Stop monitoring a generation."""
     svc, g = with_service(lambda svc: svc.cancel(generation_id))
     print_generation(svc, g, as_json)
+
+
+@app.command("providers")
+def providers_(as_json: JsonOption = False) -> None:
+    """The providers reelwatch can use: configured or not, models, and what each can do."""
+    _, described = with_service(_described)
+    if as_json:
+        emit_json({"data": described})
+        return
+    for item in described:
+        state = "configured" if item["configured"] else f"not configured: set {item['missing']}"
+        mark = " (default)" if item["default"] else ""
+        say(f"{item['name']}{mark}  {state}  {item['base_url']}")
+        caps = item["capabilities"]
+        say(f"  models: {', '.join(item['models'])}")
+        listing, cancelling = (("yes" if caps[k] else "no") for k in ("can_list", "can_cancel"))
+        say(
+            f"  progress: {', '.join(caps['progress'])}; list: {listing}"
+            f"; cancel: {cancelling}; assets: {caps['assets']}"
+            f" ({caps['asset_lifetime']}); webhooks: {caps['webhooks'] or 'none'}"
+            f"{' (on)' if item['webhooks'] else ''}"
+        )
+
+
+async def _described(svc: service.Service) -> list[dict[str, Any]]:
+    return svc.describe_providers()
 
 
 @app.command()
@@ -261,17 +326,21 @@ def worker(
 
     async def main() -> dict[str, Any] | None:
         # The continuous worker waits for an unreachable database rather than exiting.
-        opened = service.open_service(settings, need_provider=True, wait_for_database=not once)
+        opened = assembly.open_service(settings, need_provider=True, wait_for_database=not once)
         async with opened as svc:
-            assert svc.engine is not None
             if once:
-                return (await svc.engine.cycle()).to_json()
+                return (await svc.cycle()).to_json()
+
+            def work(stop: asyncio.Event) -> Awaitable[None]:
+                return svc.run(stop, supervised=False)
+
             if metrics_port is None:
-                await run_until_signalled(svc.engine.run)
+                await run_until_signalled(work)
                 return None
             collected = metrics.Metrics(tables=False)
             collected.track_worker()
-            svc.engine.metrics = collected
+            for runner in svc.engines.values():
+                runner.metrics = collected
             try:
                 server, _ = prometheus_client.start_http_server(
                     metrics_port, addr=metrics_host, registry=collected.registry
@@ -281,7 +350,7 @@ def worker(
                     f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
                 ) from exc
             try:
-                await run_until_signalled(svc.engine.run)
+                await run_until_signalled(work)
             finally:
                 server.shutdown()
                 server.server_close()
@@ -329,8 +398,13 @@ def serve(
         await store.close()
 
     run(check())
-    if not settings.openai_api_key:
-        err.print("OPENAI_API_KEY is not set: serving without a worker", markup=False)
+    if not providers.configured(settings):
+        needed = ", ".join(
+            missing
+            for name in providers.NAMES
+            if (missing := providers.config(name, settings).missing)
+        )
+        err.print(f"no provider is configured ({needed}): serving without a worker", markup=False)
     try:
         sock = serving.bind(host, port)
     except OSError as exc:

@@ -13,7 +13,7 @@ import contextlib
 from rich.console import Console
 from rich.table import Table
 
-from reelwatch import live, service, serving, simulator
+from reelwatch import assembly, live, service, serving, simulator
 from reelwatch.models import Generation, Variant
 from reelwatch.settings import Settings
 from reelwatch.web import create_app
@@ -21,12 +21,16 @@ from reelwatch.web import create_app
 SAMPLES = (
     service.SubmitRequest("A paper boat drifting down a rain-soaked street at dusk"),
     service.SubmitRequest(
-        "Timelapse of a harbour city from noon to night", model="sora-2-pro", size="1280x720"
+        "Timelapse of a harbour city from noon to night",
+        model="sora-2-pro",
+        params={"size": "1280x720"},
     ),
     service.SubmitRequest(
-        "[sim:fail=moderation_blocked] A famous actor's face in close-up", seconds=8
+        "[sim:fail=moderation_blocked] A famous actor's face in close-up", params={"seconds": 8}
     ),
-    service.SubmitRequest("A red fox trotting through fresh snow, slow motion", seconds=8),
+    service.SubmitRequest(
+        "A red fox trotting through fresh snow, slow motion", params={"seconds": 8}
+    ),
 )
 DEMO_KEY = "sk-reelwatch-demo"
 
@@ -41,8 +45,7 @@ async def run(
         console.print(f"Simulator (OpenAI Videos API shape) at {sim.base_url}", markup=False)
         demo_settings = settings.model_copy(
             update={
-                "openai_api_key": DEMO_KEY,
-                "openai_base_url": sim.base_url,
+                "provider_config": {"openai": {"api_key": DEMO_KEY, "base_url": sim.base_url}},
                 "poll_min_seconds": 0.5,
                 "poll_max_seconds": 2.0,
             }
@@ -66,7 +69,7 @@ async def _forever() -> None:
 async def _samples(
     demo_settings: Settings, sim: simulator.RunningSimulator, count: int, console: Console
 ) -> list[Generation]:
-    async with service.open_service(demo_settings, need_provider=True) as svc:
+    async with assembly.open_service(demo_settings, need_provider=True) as svc:
         data = demo_settings.data_dir.resolve()
         console.print(f"Data in {data} (database {demo_settings.database_url})", markup=False)
         ids = []

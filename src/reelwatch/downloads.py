@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 from reelwatch import exceptions, storage
 from reelwatch.models import Asset, Generation, Variant
-from reelwatch.providers.base import Provider
+from reelwatch.providers.base import Provider, Ref
 
 EXTENSIONS = {"video/mp4": ".mp4", "image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 DEFAULT_TYPES = {Variant.VIDEO: "video/mp4", Variant.THUMBNAIL: "image/webp"}
@@ -24,7 +24,8 @@ class DownloadError(exceptions.ReelwatchError):
     """A download failed; the assets stored before it are kept.
 
     `code` is `disk_full` (no space left for the file), `rate_limited` (a 429, with its
-    `retry_after_s`) or `download_failed` (anything else: truncated, 5xx, connection).
+    `retry_after_s`), `asset_expired` (the provider answers that the video is gone) or
+    `download_failed` (anything else: truncated, 5xx, connection).
     """
 
     def __init__(
@@ -109,6 +110,8 @@ async def fetch(
 def _code(exc: BaseException, *, rate_limited: bool) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "disk_full"
+    if isinstance(exc, exceptions.ProviderNotFound):
+        return "asset_expired"  # the provider says the finished file is gone: no retry helps
     return "rate_limited" if rate_limited else "download_failed"
 
 
@@ -121,7 +124,7 @@ async def _one(
     progress_every_s: float,
 ) -> Asset:
     assert generation.video_id is not None
-    async with provider.download(generation.video_id, variant) as download:
+    async with provider.download(Ref(generation.video_id, generation.remote), variant) as download:
         content_type = download.content_type.split(";")[0].strip() or DEFAULT_TYPES.get(
             variant, "application/octet-stream"
         )

@@ -27,7 +27,7 @@ from reelwatch import breaker, clock, downloads, exceptions, lifecycle, schedule
 if TYPE_CHECKING:
     from reelwatch import metrics
 from reelwatch.models import ErrorInfo, Generation, RemoteStatus, RemoteVideo, Status, Variant
-from reelwatch.providers.base import CreateRequest, Provider
+from reelwatch.providers.base import CreateRequest, Provider, Ref
 from reelwatch.settings import Settings
 from reelwatch.store import Claim, Store, database_error
 
@@ -60,6 +60,15 @@ class Summary:
             self.timed_out += 1
         elif after.status is Status.FAILED:
             self.failed += 1
+
+    def add(self, other: Summary) -> None:
+        """Fold another engine's cycle into this one (one summary for several providers)."""
+        self.processed += other.processed
+        self.completed += other.completed
+        self.failed += other.failed
+        self.timed_out += other.timed_out
+        self.errors += other.errors
+        self.duration_s += other.duration_s
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,12 +132,13 @@ async def supervised(engine: Engine, stop: asyncio.Event) -> None:
             return
 
 
-def policy_from(settings: Settings) -> schedule.Policy:
+def policy_from(settings: Settings, *, webhooks: bool = False) -> schedule.Policy:
+    """The schedule for one provider: with its webhooks on, polls are only a safety net."""
     return schedule.Policy(
         timeout_s=settings.timeout_seconds,
         poll_min_s=settings.poll_min_seconds,
         poll_max_s=settings.poll_max_seconds,
-        webhook_poll_s=settings.webhook_poll_seconds if settings.webhooks_enabled else None,
+        webhook_poll_s=settings.webhook_poll_seconds if webhooks else None,
         backoff_base_s=settings.backoff_base_seconds,
         backoff_max_s=settings.backoff_max_seconds,
         # A create that timed out may still be running at the provider: give it time to show
@@ -153,9 +163,12 @@ class Engine:
         self.storage = storage
         self.settings = settings
         self.clock = clock
-        self.policy = policy_from(settings)
+        self.policy = policy_from(settings, webhooks=provider.webhooks_enabled)
+        self.name = provider.catalogue.name
+        self.endpoint = provider.endpoint
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.variants = [Variant(v) for v in settings.variants]
+        offered = provider.catalogue.capabilities.variants
+        self.variants = [Variant(v) for v in settings.variants if Variant(v) in offered]
         self._rng = rng or random.Random()
         self.metrics: metrics.Metrics | None = None
         self.health = Health()
@@ -323,7 +336,7 @@ class Engine:
             return min(cap, (self._paused_until - now).total_seconds())
         if (wait := self.breaker.wait_s(now)) > 0:
             return min(cap, wait)
-        due = await self.store.next_due_at(self.provider.name)
+        due = await self.store.next_due_at(self.endpoint)
         if due is None:
             return cap
         return max(0.0, min(cap, (due - now).total_seconds()))
@@ -341,7 +354,7 @@ class Engine:
         if limit <= 0:
             return []
         claims, gate = await self.store.claim_for(
-            self.provider.name,
+            self.endpoint,
             owner=self.owner,
             now=now,
             limit=limit,
@@ -480,7 +493,7 @@ class Engine:
         next claim (the pause is a row they all read)."""
         if self._paused_until is None or self._paused_until < until:
             self._paused_until = until
-        await self.store.pause(self.provider.name, until=until, now=now)
+        await self.store.pause(self.endpoint.key, until=until, now=now)
 
     async def _observe(self, claim: Claim, paid: _Paid) -> tuple[Claim, lifecycle.Observation]:
         g = claim.generation
@@ -494,7 +507,7 @@ class Engine:
         if paid.requests == 0:
             # Not claimed through the shared gate just now (a submit, an admin's "now", a
             # follow-on step): read the provider's pause before sending anything.
-            gate = await self.store.gate(self.provider.name)
+            gate = await self.store.gate(self.endpoint.key)
             if gate.paused_until is not None and gate.paused_until > now:
                 self._paused_until = max(self._paused_until or now, gate.paused_until)
                 wait = (gate.paused_until - now).total_seconds()
@@ -562,25 +575,24 @@ class Engine:
     def _breaker_ok(self) -> None:
         self.breaker.succeeded()
         if self.metrics is not None:
-            self.metrics.circuit_open.labels(self.provider.name).set(0)
+            self.metrics.circuit_open.labels(self.name).set(0)
 
     def _breaker_failed(self) -> None:
         if self.breaker.failed(self.clock.now()):
             log.warning(
-                f"{self.provider.name} keeps failing: circuit open for "
-                f"{self.breaker.open_for_s:g}s",
+                f"{self.name} keeps failing: circuit open for {self.breaker.open_for_s:g}s",
                 action="circuit_open",
-                provider=self.provider.name,
+                provider=self.name,
             )
             if self.metrics is not None:
-                self.metrics.circuit_open.labels(self.provider.name).set(1)
+                self.metrics.circuit_open.labels(self.name).set(1)
 
     async def _spend(self, paid: _Paid, requests: int) -> None:
         """Take requests from the shared budget, beyond what the claim already took."""
         covered = min(paid.requests, requests)
         paid.requests -= covered
         if requests > covered:
-            await self.store.spend(self.provider.name, requests - covered)
+            await self.store.spend(self.endpoint.key, requests - covered)
 
     async def _holding(self, claim: Claim, work: Awaitable[T]) -> T:
         """Await `work` while renewing the claim's lease every third of the lease time.
@@ -616,24 +628,29 @@ class Engine:
     async def _submit(self, g: Generation) -> lifecycle.Observation:
         started = time.perf_counter()
         reference = self.storage.path(g.input_reference) if g.input_reference else None
-        request = CreateRequest(g.prompt, g.model, g.seconds, g.size, reference)
+        request = CreateRequest(g.prompt, g.model, g.params, reference)
         video = await self.provider.create(request)
         return lifecycle.Submitted(video, time.perf_counter() - started)
 
     async def _poll(self, g: Generation) -> lifecycle.Observation:
         assert g.video_id is not None
         started = time.perf_counter()
-        video = await self.provider.retrieve(g.video_id)
+        video = await self.provider.retrieve(Ref(g.video_id, g.remote))
         return lifecycle.Polled(video, time.perf_counter() - started)
 
     async def _reconcile(self, g: Generation) -> lifecycle.Observation:
-        """Find a create whose answer was lost in the provider's list before resubmitting."""
+        """Find a create whose answer was lost in the provider's list before resubmitting.
+
+        A provider without a list cannot say whether it took the job: resubmitting could pay
+        twice, so a person decides (`create_unknown`)."""
+        if not self.provider.catalogue.capabilities.can_list:
+            return lifecycle.CreateUnknown()
         since = g.watch_started_at - timedelta(minutes=5)
         candidates: list[RemoteVideo] = []
         async for video in self.provider.recent(since=since):
             if _same_request(g, video):
                 candidates.append(video)
-        taken = await self.store.video_ids(self.provider.name, [v.video_id for v in candidates])
+        taken = await self.store.video_ids(self.name, [v.video_id for v in candidates])
         free = [v for v in candidates if v.video_id not in taken]
         free.sort(key=lambda v: v.created_at or since)
         return lifecycle.Reconciled(free[0] if free else None)
@@ -717,12 +734,12 @@ def _refusal(exc: exceptions.ProviderError, phase: str, latency_s: float) -> lif
 
 
 def _same_request(g: Generation, video: RemoteVideo) -> bool:
-    return (
-        video.prompt == g.prompt
-        and (video.model is None or video.model == g.model)
-        and (video.size is None or video.size == g.size)
-        and (video.seconds is None or video.seconds == str(g.seconds))
-    )
+    """Whether a listed job is this generation's: the prompt, and every input both name (the
+    adapter reads a listed job's inputs into the same form it validated them into)."""
+    if video.prompt != g.prompt or (video.model is not None and video.model != g.model):
+        return False
+    shared = set(video.params) & set(g.params)
+    return all(video.params[name] == g.params[name] for name in shared)
 
 
 def _follow_on(observation: lifecycle.Observation) -> Status | None:

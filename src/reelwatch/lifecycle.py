@@ -17,13 +17,13 @@ from reelwatch.models import (
     RENDERING,
     Asset,
     ErrorInfo,
+    EventKind,
     Generation,
     NewEvent,
     RemoteStatus,
     RemoteVideo,
     Status,
     Variant,
-    estimated_cost_usd,
 )
 
 OPTIONAL_TRIES = 5  # download attempts before a stored video completes without its extras
@@ -55,6 +55,12 @@ class SubmitLost:
     """A create's answer was lost (timeout, 5xx, dropped connection): it may or may not exist."""
 
     reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateUnknown:
+    """A create's answer was lost and the provider cannot list its jobs: whether it took (and
+    bills) the job cannot be known here. Never resubmitted automatically; a person decides."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,22 +167,26 @@ class Reset:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Retry:
-    """Admin: resubmit a failed generation (paid)."""
+    """Admin: resubmit a failed generation (paid); the estimate is recorded with it."""
 
     actor: str
+    cost_usd: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cancel:
-    """Admin: stop working on it."""
+    """Admin: stop working on it; `remote` says what became of the provider's copy (a cancel
+    requested, one that failed, or None where the provider cannot cancel)."""
 
     actor: str
+    remote: str | None = None
 
 
 Observation = (
     Submitted
     | SubmitRejected
     | SubmitLost
+    | CreateUnknown
     | Reconciled
     | Polled
     | Vanished
@@ -223,11 +233,21 @@ def decide(
         return decision
     answered = isinstance(
         observation, Submitted | Polled | Reconciled | Downloaded | Vanished | SubmitRejected
-    )
+    ) and not _unknown_answer(observation)
     if new.claims or (answered and new.attention is not None):
         new = dataclasses.replace(new, claims=0, attention=None if answered else new.attention)
         return Decision(new, decision.event)
     return decision
+
+
+def _unknown_answer(observation: Observation) -> bool:
+    """An answer in a status word the adapter does not know (it sets attention, not lifts it)."""
+    match observation:
+        case (
+            Submitted(video=video) | Polled(video=video) | Reconciled(video=RemoteVideo() as video)
+        ):
+            return video.status is RemoteStatus.UNKNOWN
+    return False
 
 
 def _decide(
@@ -247,7 +267,9 @@ def _decide(
     match observation:
         case WebhookReceived(event_type=kind, webhook_id=webhook_id):
             data: dict[str, Any] = {"type": kind, "webhook_id": webhook_id}
-            return Decision(dataclasses.replace(g, next_poll_at=now), NewEvent("webhook", data))
+            return Decision(
+                dataclasses.replace(g, next_poll_at=now), NewEvent(EventKind.WEBHOOK, data)
+            )
         case Quarantined(claims=claims):
             reason = (
                 f"poison_pill: claimed {claims} times without a step written (workers may "
@@ -261,18 +283,20 @@ def _decide(
                 claims=POISON_CLAIMS - 1,
                 next_poll_at=now + timedelta(seconds=QUARANTINE_S),
             )
-            return Decision(new, NewEvent("quarantined", {"claims": claims, "reason": reason}))
+            return Decision(
+                new, NewEvent(EventKind.QUARANTINED, {"claims": claims, "reason": reason})
+            )
         case Wait(until=until, reason=reason):
             new = dataclasses.replace(g, next_poll_at=max(until, now))
             return Decision(
-                new, NewEvent("waiting", {"until": until.isoformat(), "reason": reason})
+                new, NewEvent(EventKind.WAITING, {"until": until.isoformat(), "reason": reason})
             )
         case Crashed(reason=reason) if g.status is Status.PENDING:
             # A create may have gone out before the crash: reconcile before paying again.
             return _decide(g, SubmitLost(reason), now, policy, rand)
         case Crashed(reason=reason):
             return _decide(g, Transient(reason), now, policy, rand)
-        case Submitted() | SubmitRejected() | SubmitLost() | Reconciled() if (
+        case Submitted() | SubmitRejected() | SubmitLost() | Reconciled() | CreateUnknown() if (
             g.status is not Status.PENDING
         ):
             # A create answer for a generation that already has its video: never adopt a second
@@ -285,12 +309,22 @@ def _decide(
         case Polled(video=video, latency_s=latency) if g.status is Status.DOWNLOADING:
             return _polled_while_downloading(g, video, now, latency)
         case Submitted(video=video, latency_s=latency):
-            return _accepted(g, video, now, policy, "submitted", latency)
+            return _accepted(g, video, now, policy, EventKind.SUBMITTED, latency)
+        case CreateUnknown():
+            sent = g.submit_started_at or g.watch_started_at
+            error = ErrorInfo(
+                "create_unknown",
+                f"The create sent at {sent:%Y-%m-%d %H:%M:%S} UTC was not answered and the "
+                "provider cannot list its jobs: it may be rendering, and billed. Check the "
+                "provider's dashboard before retrying (a retry pays again).",
+            )
+            data = {"prompt": g.prompt, "sent_at": sent.isoformat(), "attempts": g.attempts}
+            return _fail(g, error, now, data)
         case Reconciled(video=None):
             new = dataclasses.replace(g, submit_ambiguous=False, failures=0, next_poll_at=now)
-            return Decision(new, NewEvent("reconciled", {"found": None}))
+            return Decision(new, NewEvent(EventKind.RECONCILED, {"found": None}))
         case Reconciled(video=RemoteVideo() as video):
-            return _accepted(g, video, now, policy, "reconciled", 0.0)
+            return _accepted(g, video, now, policy, EventKind.RECONCILED, 0.0)
         case SubmitRejected(error=error, http_status=http_status):
             return _fail(g, error, now, {"http_status": http_status})
         case SubmitLost(reason=reason):
@@ -302,7 +336,9 @@ def _decide(
                 failures=failures,
                 next_poll_at=now + timedelta(seconds=delay),
             )
-            return Decision(new, NewEvent("submit_ambiguous", {"reason": reason, "delay_s": delay}))
+            return Decision(
+                new, NewEvent(EventKind.SUBMIT_AMBIGUOUS, {"reason": reason, "delay_s": delay})
+            )
         case Polled(video=video, latency_s=latency):
             return _polled(g, video, now, policy, rand, latency)
         case Vanished(message=message, latency_s=latency):
@@ -328,7 +364,7 @@ def _decide(
                 "local": local,
                 "message": message,
             }
-            return Decision(new, NewEvent("rate_limited", data))
+            return Decision(new, NewEvent(EventKind.RATE_LIMITED, data))
         case Transient(reason=reason, latency_s=latency):
             failures = g.failures + 1
             delay = schedule.backoff_s(failures, policy, rand)
@@ -339,21 +375,22 @@ def _decide(
                 next_poll_at=now + timedelta(seconds=delay),
             )
             data = {"reason": reason, "delay_s": delay, "latency_ms": _ms(latency)}
-            return Decision(new, NewEvent("retry_scheduled", data))
+            return Decision(new, NewEvent(EventKind.RETRY_SCHEDULED, data))
         case Downloaded(assets=assets, duration_s=duration):
             return _downloaded(g, assets, now, duration)
         case DownloadFailed(reason=reason, assets=partial, code=code, retry_after_s=wait):
             assets = {**g.assets, **partial}
-            expired = g.expires_at is not None and now >= g.expires_at
+            gone = code == "asset_expired"  # the provider said so: no later try can succeed
+            expired = gone or (g.expires_at is not None and now >= g.expires_at)
             if Variant.VIDEO in assets and (expired or g.failures + 1 >= OPTIONAL_TRIES):
                 # The video is safe; a thumbnail or spritesheet that keeps failing is not worth
                 # failing (or re-paying for) the generation: complete without it, and say so.
                 done = _downloaded(g, assets, now, 0.0)
                 data = {**done.event.data, "missing": reason}
-                return Decision(done.generation, NewEvent("completed", data))
+                return Decision(done.generation, NewEvent(EventKind.COMPLETED, data))
             if expired:
                 error = ErrorInfo(
-                    "download_expired",
+                    "asset_expired",
                     f"The provider's copy expired before it could be downloaded: {reason}",
                 )
                 return _fail(dataclasses.replace(g, assets=assets), error, now, {})
@@ -377,7 +414,7 @@ def _decide(
                 error=ErrorInfo(code, reason),
             )
             data = {"reason": reason, "code": code, "delay_s": delay, "retry_after_s": wait}
-            return Decision(new, NewEvent("download_failed", data))
+            return Decision(new, NewEvent(EventKind.DOWNLOAD_FAILED, data))
     raise AssertionError(f"unhandled observation {observation!r}")  # pragma: no cover
 
 
@@ -401,7 +438,7 @@ def _ignored(g: Generation, observation: Observation, now: datetime) -> Decision
         case WebhookReceived(event_type=kind, webhook_id=webhook_id):
             data |= {"type": kind, "webhook_id": webhook_id}
     new = dataclasses.replace(g, next_poll_at=_due(g, now)) if g.active else g
-    return Decision(new, NewEvent("ignored", data))
+    return Decision(new, NewEvent(EventKind.IGNORED, data))
 
 
 def _timed_out(g: Generation, now: datetime, policy: schedule.Policy) -> bool:
@@ -415,7 +452,8 @@ def _fail(g: Generation, error: ErrorInfo, now: datetime, data: dict[str, Any]) 
     return Decision(
         new,
         NewEvent(
-            "failed", {"from": g.status.value, "code": error.code, "message": error.message, **data}
+            EventKind.FAILED,
+            {"from": g.status.value, "code": error.code, "message": error.message, **data},
         ),
     )
 
@@ -431,7 +469,7 @@ def _accepted(
     video: RemoteVideo,
     now: datetime,
     policy: schedule.Policy,
-    kind: str,
+    kind: EventKind,
     latency: float,
 ) -> Decision:
     """The provider has the job (a create answered, or a lost create was found in its list)."""
@@ -453,7 +491,7 @@ def _accepted(
     if follow.generation.status is Status.FAILED:
         # Already failed (or past the deadline) when found: the event must say so, with the code.
         failed = {**follow.event.data, **data, "from": g.status.value, "via": kind}
-        return Decision(follow.generation, NewEvent("failed", failed))
+        return Decision(follow.generation, NewEvent(EventKind.FAILED, failed))
     return Decision(follow.generation, NewEvent(kind, data))
 
 
@@ -469,7 +507,7 @@ def _polled_while_downloading(
         next_poll_at=_due(g, now),
     )
     data = {"remote_status": video.raw_status, "latency_ms": _ms(latency), "progress": g.progress}
-    return Decision(new, NewEvent("poll", data))
+    return Decision(new, NewEvent(EventKind.POLL, data))
 
 
 def _polled(
@@ -480,7 +518,13 @@ def _polled(
     rand: float,
     latency: float,
 ) -> Decision:
-    base = dataclasses.replace(g, attempts=g.attempts + 1, remote_status=video.raw_status)
+    base = dataclasses.replace(
+        g,
+        attempts=g.attempts + 1,
+        remote_status=video.raw_status,
+        remote={**g.remote, **video.remote},
+        step_detail=video.detail,
+    )
     data: dict[str, Any] = {"remote_status": video.raw_status, "latency_ms": _ms(latency)}
     match video.status:
         case RemoteStatus.COMPLETED:
@@ -497,22 +541,29 @@ def _polled(
                 next_poll_at=now,
             )
             return Decision(
-                new, NewEvent("status", {**data, "from": g.status.value, "to": "downloading"})
+                new,
+                NewEvent(EventKind.STATUS, {**data, "from": g.status.value, "to": "downloading"}),
             )
         case RemoteStatus.FAILED:
             word = video.raw_status or "failed"
             error = video.error or ErrorInfo(word, f"The provider reported {word}")
             return _fail(base, error, now, data)
         case RemoteStatus.UNKNOWN:
-            if _timed_out(base, now, policy):
-                return _timeout(base, now, policy)
+            # A word the adapter does not know: a person must see it (not a silent timeout
+            # later); the job may still end well, so it is polled on, backing off.
             failures = g.failures + 1
-            delay = schedule.backoff_s(failures, policy, rand)
-            delay = schedule.clamp(delay, policy.poll_min_s, policy.poll_max_s)
-            new = dataclasses.replace(
-                base, failures=failures, next_poll_at=now + timedelta(seconds=delay)
+            delay = schedule.clamp(
+                schedule.backoff_s(failures, policy, rand), policy.poll_min_s, policy.backoff_max_s
             )
-            return Decision(new, NewEvent("unknown_status", {**data, "delay_s": delay}))
+            reason = f"unknown_status: the provider reported {video.raw_status[:60]!r}"
+            new = dataclasses.replace(
+                base,
+                failures=failures,
+                attention=reason,
+                remote={**g.remote, **video.remote},
+                next_poll_at=now + timedelta(seconds=delay),
+            )
+            return Decision(new, NewEvent(EventKind.UNKNOWN_STATUS, {**data, "delay_s": delay}))
     status = Status.IN_PROGRESS if video.status is RemoteStatus.IN_PROGRESS else Status.QUEUED
     if g.status is Status.IN_PROGRESS and status is Status.QUEUED:
         status = Status.IN_PROGRESS  # never walk backwards in front of users
@@ -536,10 +587,11 @@ def _polled(
     )
     if status is not g.status:
         return Decision(
-            new, NewEvent("status", {**data, "from": g.status.value, "to": status.value})
+            new, NewEvent(EventKind.STATUS, {**data, "from": g.status.value, "to": status.value})
         )
     return Decision(
-        new, NewEvent("progress" if changed else "poll", {**data, "progress": progress})
+        new,
+        NewEvent(EventKind.PROGRESS if changed else EventKind.POLL, {**data, "progress": progress}),
     )
 
 
@@ -563,18 +615,19 @@ def _downloaded(
         "detection_lag_s": lag,
         "variants": sorted(v.value for v in merged),
     }
-    return Decision(new, NewEvent("completed", data))
+    return Decision(new, NewEvent(EventKind.COMPLETED, data))
 
 
 def _admin(
     g: Generation, observation: Reset | Retry | Cancel, now: datetime, policy: schedule.Policy
 ) -> Decision:
     match observation:
-        case Cancel(actor=actor):
+        case Cancel(actor=actor, remote=remote):
             if not g.active:
                 raise exceptions.NotAllowed(f"cannot cancel a {g.status.value} generation")
             new = dataclasses.replace(g, status=Status.CANCELLED, next_poll_at=None)
-            return Decision(new, NewEvent("cancelled", {"from": g.status.value}, actor=actor))
+            said = {"from": g.status.value, "remote_cancel": remote}
+            return Decision(new, NewEvent(EventKind.CANCELLED, said, actor=actor))
         case Reset(actor=actor):
             # With a video id there is something to poll. Without one, "reset" would mean a new
             # (paid) create, which only a costed Retry may do; a pending one is left to the
@@ -600,13 +653,14 @@ def _admin(
                 completed_at=None,
                 last_progress_at=None,
                 remote_status=None,
+                step_detail=None,
                 watch_started_at=now,
                 next_poll_at=now,
                 attention=None,
             )
             data: dict[str, Any] = {"from": g.status.value, "previous_error": _error_json(g.error)}
-            return Decision(new, NewEvent("reset", data, actor=actor))
-        case Retry(actor=actor):
+            return Decision(new, NewEvent(EventKind.RESET, data, actor=actor))
+        case Retry(actor=actor, cost_usd=cost):
             if g.status is not Status.FAILED:
                 raise exceptions.NotAllowed(
                     f"only failed generations can be retried; this one is {g.status.value}"
@@ -628,6 +682,8 @@ def _admin(
                 remote_status=None,
                 submit_ambiguous=False,
                 assets={},
+                remote={},
+                step_detail=None,
                 watch_started_at=now,
                 next_poll_at=now,
                 attention=None,
@@ -635,9 +691,9 @@ def _admin(
             data = {
                 "previous_video_id": g.video_id,
                 "previous_error": _error_json(g.error),
-                "estimated_cost_usd": estimated_cost_usd(g.model, g.seconds, g.size),
+                "estimated_cost_usd": cost,
             }
-            return Decision(new, NewEvent("retry", data, actor=actor))
+            return Decision(new, NewEvent(EventKind.RETRY, data, actor=actor))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

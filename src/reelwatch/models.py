@@ -46,6 +46,23 @@ class Variant(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a generation lives: the provider and the base URL its API was reached at.
+
+    Never the key: a generation can be moved between credentials of the same endpoint, but a
+    worker configured for another base URL must not poll it (it would see 404 and fail it).
+    """
+
+    provider: str
+    base_url: str
+
+    @property
+    def key(self) -> str:
+        """One string naming the endpoint (the shared pause and budget are kept per key)."""
+        return f"{self.provider} {self.base_url}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ErrorInfo:
     code: str
     message: str
@@ -67,6 +84,14 @@ class RemoteVideo:
     prompt: str | None = None
     size: str | None = None
     seconds: str | None = None
+    # The adapter's handle beyond video_id, kept with the generation (fal: the app id; once
+    # finished, output URLs). Merged into `Generation.remote` on every answer.
+    remote: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The job's inputs as the adapter validates them (for matching a lost create in a list).
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The provider's words for the step, where it has no percent: "3 ahead in the queue", the
+    # last log line.
+    detail: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,8 +133,8 @@ class Generation:
     status: Status
     progress: int
     model: str
-    seconds: int
-    size: str
+    seconds: int | None
+    size: str | None
     prompt: str
     created_at: datetime
     watch_started_at: datetime
@@ -134,6 +159,10 @@ class Generation:
     claims: int = 0  # times claimed since the last step was written (poison-pill detection)
     attention: str | None = None  # why a person should look at it (quarantined), if anything
     submit_started_at: datetime | None = None  # when the last create was sent
+    endpoint: str | None = None  # the base URL it was submitted to (None: before 0.6)
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # provider inputs
+    remote: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # adapter's handle
+    step_detail: str | None = None  # the provider's words for the step (queue, log line)
 
     @property
     def active(self) -> bool:
@@ -179,8 +208,12 @@ class Generation:
                     return "Checking whether the provider accepted it"
                 return "Submitting to the provider"
             case Status.QUEUED:
+                if self.step_detail:
+                    return f"Queued at the provider: {self.step_detail}"
                 return "Queued at the provider"
             case Status.IN_PROGRESS:
+                if self.progress == 0 and self.step_detail:
+                    return f"Rendering: {self.step_detail}"
                 return f"Rendering {self.progress}%"
             case Status.DOWNLOADING:
                 if self.download_total:
@@ -201,6 +234,34 @@ def _mb(size: int) -> str:
     return f"{megabytes:.1f}" if megabytes < 10 else f"{megabytes:.0f}"
 
 
+class EventKind(enum.StrEnum):
+    """What an event says happened; the values are stored, and the dashboard's script reads
+    them from the page (one list for both)."""
+
+    CREATED = "created"
+    TRACKED = "tracked"
+    SUBMITTED = "submitted"
+    RECONCILED = "reconciled"
+    SUBMIT_AMBIGUOUS = "submit_ambiguous"
+    STATUS = "status"
+    PROGRESS = "progress"
+    POLL = "poll"
+    UNKNOWN_STATUS = "unknown_status"
+    RATE_LIMITED = "rate_limited"
+    RETRY_SCHEDULED = "retry_scheduled"
+    WAITING = "waiting"
+    WEBHOOK = "webhook"
+    IGNORED = "ignored"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    DOWNLOAD_FAILED = "download_failed"
+    DOWNLOAD_PROGRESS = "download_progress"
+    CANCELLED = "cancelled"
+    RESET = "reset"
+    RETRY = "retry"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a generation's audit log, as stored."""
@@ -219,28 +280,6 @@ class Event:
 class NewEvent:
     """An event about to be appended (the store assigns id, generation and status)."""
 
-    kind: str
+    kind: EventKind
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     actor: str | None = None
-
-
-# Prices per generated second, from ../shared/openai-videos-api.md section 8; used to show the
-# estimated cost of a resubmission before anyone pays for it.
-PRICE_PER_SECOND_USD: Mapping[str, float] = {
-    "sora-2": 0.10,
-    "sora-2-2025-10-06": 0.10,
-    "sora-2-2025-12-08": 0.10,
-    "sora-2-pro": 0.30,
-    "sora-2-pro-2025-10-06": 0.30,
-}
-PRO_LARGE_SIZES = frozenset({"1024x1792", "1792x1024"})
-
-
-def estimated_cost_usd(model: str, seconds: int, size: str) -> float | None:
-    """Estimated price of one generation, or None when the model's price is unknown."""
-    price = PRICE_PER_SECOND_USD.get(model)
-    if price is None:
-        return None
-    if model.startswith("sora-2-pro") and size in PRO_LARGE_SIZES:
-        price = 0.50
-    return round(price * seconds, 2)

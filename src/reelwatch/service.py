@@ -1,7 +1,8 @@
 """The one service layer: submit, track, look, reset, retry, cancel. CLI, HTTP and dashboard use it.
 
 Input is checked before anything is written; a bad request raises `exceptions.InvalidInput`
-and changes nothing.
+and changes nothing. Providers are reached through the registry (`reelwatch.providers`): the
+service knows them by name and by what their catalogue and capabilities say, never by module.
 """
 
 from __future__ import annotations
@@ -9,39 +10,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from reelwatch import attention, clock, engine, exceptions, lifecycle, storage
-from reelwatch.models import (
-    Event,
-    Generation,
-    NewEvent,
-    Status,
-    estimated_cost_usd,
-)
-from reelwatch.providers import openai as openai_provider
-from reelwatch.providers.base import Provider
+from reelwatch import attention, clock, exceptions, lifecycle, metrics, presenter, providers
+from reelwatch import storage as storage_module
+from reelwatch.engine import Engine, Summary, policy_from
+from reelwatch.engine import supervised as engine_supervised
+from reelwatch.models import Event, EventKind, Generation, NewEvent, Status
+from reelwatch.providers import base
+from reelwatch.providers.base import Catalogue, Provider, Ref, WebhookVerifier
+from reelwatch.schedule import Policy
 from reelwatch.settings import Settings
-from reelwatch.store import Page, Store
+from reelwatch.store import Page, Store, database_error
 
 log = structlog.get_logger("reelwatch.service")
 
-MODELS = (
-    "sora-2",
-    "sora-2-pro",
-    "sora-2-2025-10-06",
-    "sora-2-2025-12-08",
-    "sora-2-pro-2025-10-06",
-)
-SECONDS = (4, 8, 12, 16, 20)
-SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
-PRO_SIZES = ("1920x1080", "1080x1920")
 MAX_PROMPT = 32000
 REFERENCE_TYPES = {
     ".jpg": "image/jpeg",
@@ -55,14 +43,14 @@ MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 @dataclasses.dataclass(frozen=True, slots=True)
 class SubmitRequest:
     prompt: str
-    model: str = "sora-2"
-    seconds: int = 4
-    size: str = "720x1280"
+    provider: str | None = None  # None: the default provider
+    model: str | None = None  # None: the provider's default model
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     input_reference: Path | None = None
 
 
-def validate(request: SubmitRequest) -> None:
-    """Raise InvalidInput naming the first bad field; nothing is written before this passes."""
+def check_request(request: SubmitRequest) -> None:
+    """Raise InvalidInput naming the first bad field of what every provider takes alike."""
     if not request.prompt or not request.prompt.strip():
         raise exceptions.InvalidInput("prompt: must not be empty")
     if "\x00" in request.prompt:
@@ -70,19 +58,6 @@ def validate(request: SubmitRequest) -> None:
     if len(request.prompt) > MAX_PROMPT:
         raise exceptions.InvalidInput(
             f"prompt: {len(request.prompt)} characters; at most {MAX_PROMPT} are allowed"
-        )
-    if request.model not in MODELS:
-        raise exceptions.InvalidInput(
-            f"model: unknown model {request.model!r}; choose one of {', '.join(MODELS)}"
-        )
-    if request.seconds not in SECONDS:
-        raise exceptions.InvalidInput(
-            f"seconds: {request.seconds} is not one of {', '.join(map(str, SECONDS))}"
-        )
-    sizes = SIZES + (PRO_SIZES if request.model.startswith("sora-2-pro") else ())
-    if request.size not in sizes:
-        raise exceptions.InvalidInput(
-            f"size: {request.size!r} is not one of {', '.join(sizes)} for {request.model}"
         )
     ref = request.input_reference
     if ref is not None:
@@ -98,118 +73,149 @@ def new_id() -> str:
     return f"gen_{secrets.token_hex(12)}"
 
 
-def to_json(g: Generation, now: datetime, *, stuck: bool = False) -> dict[str, Any]:
-    """A generation as users and scripts see it (../shared/CONTRACT.md, plus a few extras)."""
-    eta = g.eta_seconds(now)
-    end = g.completed_at or (g.updated_at if g.terminal else None) or now
-    return {
-        "id": g.id,
-        "provider": g.provider,
-        "video_id": g.video_id,
-        "status": g.status.value,
-        "progress": g.progress,
-        "step": g.step,
-        "eta_seconds": None if eta is None else round(eta, 1),
-        "model": g.model,
-        "seconds": g.seconds,
-        "size": g.size,
-        "prompt": g.prompt,
-        "created_at": _iso(g.created_at),
-        "submitted_at": _iso(g.submitted_at),
-        "completed_at": _iso(g.completed_at),
-        "expires_at": _iso(g.expires_at),
-        "error": None if g.error is None else {"code": g.error.code, "message": g.error.message},
-        "attempts": g.attempts,
-        "next_poll_at": _iso(g.next_poll_at),
-        "elapsed_seconds": round(max(0.0, (end - g.created_at).total_seconds()), 1),
-        "suspected_stuck": stuck,
-        "attention": g.attention,
-        "assets": {
-            variant.value: {
-                "bytes": asset.bytes,
-                "sha256": asset.sha256,
-                "content_type": asset.content_type,
-                "url": f"/api/generations/{g.id}/content?variant={variant.value}",
-            }
-            for variant, asset in g.assets.items()
-        },
-    }
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "generation_id": event.generation_id,
-        "at": _iso(event.at),
-        "kind": event.kind,
-        "status": event.status.value,
-        "progress": event.progress,
-        "actor": event.actor,
-        "data": dict(event.data),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def build_provider(settings: Settings, clock: clock.Clock) -> Provider:
-    if not settings.openai_api_key:
-        raise exceptions.ConfigError(
-            "OPENAI_API_KEY is not set (or run `reelwatch demo` to use the built-in simulator)"
-        )
-    return openai_provider.OpenAIVideos(
-        api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
-        timeout_s=settings.request_timeout_seconds,
-        clock=clock,
-    )
-
-
 class Service:
-    """Everything a user can ask of reelwatch, over one store and (when needed) one provider."""
+    """Everything a user can ask of reelwatch, over one store and the configured providers."""
 
     def __init__(
         self,
         *,
         settings: Settings,
         store: Store,
-        storage: storage.LocalStorage,
+        storage: storage_module.LocalStorage,
         clock: clock.Clock,
-        provider: Provider | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        verifiers: Mapping[str, WebhookVerifier] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.clock = clock
-        self.provider = provider
-        self.engine = (
-            None
-            if provider is None
-            else engine.Engine(
+        self.providers = dict(providers or {})
+        self.verifiers = dict(verifiers or {})
+        self.engines = {
+            name: Engine(
                 store=store, provider=provider, storage=storage, settings=settings, clock=clock
             )
-        )
+            for name, provider in self.providers.items()
+        }
+        self.default_provider = providers_default(settings, self.providers)
+        self._policies: dict[str, Policy] = {}
 
-    def require_engine(self) -> engine.Engine:
-        if self.engine is None:
-            raise exceptions.ConfigError("OPENAI_API_KEY is not set")
-        return self.engine
+    # --- providers ----------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine | None:
+        """The default provider's worker (the one `submit` uses when none is named)."""
+        return self.engines.get(self.default_provider)
+
+    def require_engine(self, provider: str | None = None) -> Engine:
+        """The worker of `provider` (default: the default one), or ConfigError naming the
+        variable to set."""
+        name = provider or self.default_provider
+        providers.catalogue(name)  # InvalidInput for a name no adapter has
+        found = self.engines.get(name)
+        if found is None:
+            missing = providers.config(name, self.settings).missing
+            hint = f"{missing} is not set" if missing else "it is not configured here"
+            raise exceptions.ConfigError(
+                f"provider {name}: {hint} (or run `reelwatch demo` to use the simulator)"
+            )
+        return found
+
+    def catalogue(self, provider: str) -> Catalogue:
+        return providers.catalogue(provider)
+
+    def policy(self, provider: str) -> Policy:
+        """The schedule of one provider's generations (with its webhooks, polls are a net)."""
+        policy = self._policies.get(provider)
+        if policy is None:
+            webhooks = provider in self.verifiers
+            policy = self._policies[provider] = policy_from(self.settings, webhooks=webhooks)
+        return policy
+
+    def cost(self, g: Generation) -> float | None:
+        """Estimated price of running `g` once more (None when the model's price is unknown)."""
+        try:
+            catalogue = providers.catalogue(g.provider)
+        except exceptions.InvalidInput:
+            return None
+        prices = self.settings.prices.get(g.provider, {})
+        return catalogue.estimate_cost(g.model, _params_of(g), prices)
+
+    def served(self, g: Generation) -> bool:
+        """Whether a worker configured here serves the endpoint `g` belongs to."""
+        runner = self.engines.get(g.provider)
+        return runner is not None and g.endpoint in (None, runner.endpoint.base_url)
+
+    def provider_names(self) -> tuple[str, ...]:
+        return providers.NAMES
+
+    def models(self) -> list[str]:
+        """Every model of every provider (for filters), in registry order."""
+        return [model for name in providers.NAMES for model in providers.catalogue(name).models]
+
+    def describe_providers(self) -> list[dict[str, Any]]:
+        """What `reelwatch providers` and `GET /api/providers` show."""
+        described = []
+        for name in providers.NAMES:
+            catalogue = providers.catalogue(name)
+            config = providers.config(name, self.settings)
+            runner = self.engines.get(name)
+            described.append(
+                {
+                    "name": name,
+                    "configured": runner is not None,
+                    "missing": None if runner is not None else config.missing,
+                    "default": name == self.default_provider,
+                    "base_url": config.base_url,
+                    "webhooks": name in self.verifiers,
+                    "models": list(catalogue.models),
+                    "default_model": catalogue.default_model,
+                    "capabilities": catalogue.capabilities.to_json(),
+                }
+            )
+        return described
+
+    async def run(self, stop: asyncio.Event, *, supervised: bool = True) -> None:
+        """Every configured provider's worker, side by side, until `stop`. Supervised (as in
+        `serve`), a worker that dies is restarted; otherwise its failure ends them all."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, runner in self.engines.items():
+                    work = engine_supervised(runner, stop) if supervised else runner.run(stop)
+                    group.create_task(work, name=f"reelwatch-worker-{name}")
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # one line for the user, as one worker gives
+
+    async def cycle(self) -> Summary:
+        """One cron cycle: every configured provider's due work, one provider after another."""
+        total = Summary()
+        for runner in self.engines.values():
+            total.add(await runner.cycle())
+        return total
+
+    # --- submit and track ---------------------------------------------------------------------
 
     async def submit(self, request: SubmitRequest, *, actor: str = "cli") -> Generation:
         """Record a new generation, then submit it to the provider right away."""
-        validate(request)
-        runner = self.require_engine()
+        check_request(request)
+        name = request.provider or self.default_provider
+        catalogue = providers.catalogue(name)
+        model = request.model or catalogue.default_model
+        inputs = catalogue.validate(model, request.params)
+        runner = self.require_engine(name)
         now = self.clock.now()
         generation = Generation(
             id=new_id(),
-            provider=runner.provider.name,
+            provider=name,
+            endpoint=runner.endpoint.base_url,
             video_id=None,
             status=Status.PENDING,
             progress=0,
-            model=request.model,
-            seconds=request.seconds,
-            size=request.size,
+            model=model,
+            seconds=inputs.seconds,
+            size=inputs.size,
+            params=inputs.params,
             prompt=request.prompt,
             created_at=now,
             watch_started_at=now,
@@ -218,15 +224,16 @@ class Service:
         if request.input_reference is not None:
             key = await self._keep_reference(generation.id, request.input_reference)
             generation = dataclasses.replace(generation, input_reference=key)
+        prices = self.settings.prices.get(name, {})
         data = {
-            "model": request.model,
-            "seconds": request.seconds,
-            "size": request.size,
-            "estimated_cost_usd": estimated_cost_usd(request.model, request.seconds, request.size),
+            "provider": name,
+            "model": model,
+            "params": dict(inputs.params),
+            "estimated_cost_usd": catalogue.estimate_cost(model, inputs.params, prices),
         }
         claim = await self.store.create(
             generation,
-            NewEvent("created", data, actor=actor),
+            NewEvent(EventKind.CREATED, data, actor=actor),
             owner=runner.owner,
             now=now,
             lease_s=self.settings.lease_seconds,
@@ -245,18 +252,21 @@ class Service:
         await self.storage.put_stream(key, chunks())
         return key
 
-    async def track(self, video_id: str, *, actor: str = "cli") -> Generation:
-        """Monitor a video created elsewhere; the provider must know it."""
+    async def track(
+        self, video_id: str, *, provider: str | None = None, actor: str = "cli"
+    ) -> Generation:
+        """Monitor a job created elsewhere; the provider must know it."""
         video_id = video_id.strip()
         if not video_id:
             raise exceptions.InvalidInput("video_id: must not be empty")
-        if "\x00" in video_id:
-            raise exceptions.InvalidInput("video_id: must not contain NUL characters")
-        runner = self.require_engine()
-        if await self.store.find(runner.provider.name, video_id) is not None:
+        if not base.plausible_id(video_id):
+            raise exceptions.InvalidInput("video_id: 1 to 200 printable ASCII characters")
+        runner = self.require_engine(provider)
+        name = runner.name
+        if await self.store.find(name, video_id) is not None:
             raise exceptions.InvalidInput(f"video_id: {video_id} is already tracked")
         try:
-            remote = await runner.provider.retrieve(video_id)
+            remote = await runner.provider.retrieve(Ref(video_id))
         except exceptions.ProviderNotFound as exc:
             raise exceptions.InvalidInput(
                 f"video_id: the provider does not know {video_id}"
@@ -264,22 +274,25 @@ class Service:
         now = self.clock.now()
         generation = Generation(
             id=new_id(),
-            provider=runner.provider.name,
+            provider=name,
+            endpoint=runner.endpoint.base_url,
             video_id=video_id,
             status=Status.QUEUED,
             progress=0,
             model=remote.model or "unknown",
-            seconds=int(remote.seconds) if remote.seconds and remote.seconds.isdigit() else 0,
-            size=remote.size or "unknown",
+            seconds=int(remote.seconds) if remote.seconds and remote.seconds.isdigit() else None,
+            size=remote.size,
+            params=remote.params,
             prompt=remote.prompt or "",
             created_at=now,
             watch_started_at=now,
             submitted_at=remote.created_at or now,
             next_poll_at=now,
+            remote=remote.remote,
         )
         claim = await self.store.create(
             generation,
-            NewEvent("tracked", {"video_id": video_id}, actor=actor),
+            NewEvent(EventKind.TRACKED, {"video_id": video_id, "provider": name}, actor=actor),
             owner=runner.owner,
             now=now,
             lease_s=self.settings.lease_seconds,
@@ -291,20 +304,24 @@ class Service:
         )
         return claim.generation
 
+    # --- look -----------------------------------------------------------------------------------
+
     async def get(self, generation_id: str) -> Generation:
         return await self.store.get(generation_id)
 
     def view(self, g: Generation) -> dict[str, Any]:
-        """`to_json` with the facts that need settings (whether it looks stuck)."""
+        """The presenter's view with the facts that need settings: whether it looks stuck,
+        what running it again would cost, whether any worker here serves it."""
         now = self.clock.now()
-        policy = engine.policy_from(self.settings)
-        return to_json(g, now, stuck=attention.suspected_stuck(g, now, policy))
+        stuck = attention.suspected_stuck(g, now, self.policy(g.provider))
+        return presenter.to_json(g, now, stuck=stuck, cost_usd=self.cost(g), served=self.served(g))
 
     async def page(
         self,
         *,
         statuses: Sequence[Status] = (),
         model: str | None = None,
+        provider: str | None = None,
         text: str | None = None,
         error_code: str | None = None,
         since: datetime | None = None,
@@ -316,6 +333,7 @@ class Service:
         return await self.store.page(
             statuses=statuses,
             model=model,
+            provider=provider,
             text=text,
             error_code=error_code,
             since=since,
@@ -326,6 +344,55 @@ class Service:
     async def history(self, generation_id: str) -> list[Event]:
         return await self.store.history(generation_id)
 
+    async def counts(self) -> Mapping[Status, int]:
+        return await self.store.count_by_status()
+
+    async def events_after(self, event_id: int, *, limit: int) -> list[Event]:
+        return await self.store.events_after(event_id, limit=limit)
+
+    async def last_event_id(self) -> int:
+        return await self.store.last_event_id()
+
+    def on_event_written(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each event this process writes (live pages wake on it)."""
+        self.store.on_append(listener)
+
+    # --- operations -----------------------------------------------------------------------------
+
+    @property
+    def has_workers(self) -> bool:
+        return bool(self.engines)
+
+    def attach_metrics(self, collected: metrics.Metrics) -> None:
+        for runner in self.engines.values():
+            runner.metrics = collected
+
+    async def refresh_metrics(self, collected: metrics.Metrics) -> None:
+        await collected.refresh(self.store, self.clock.now())
+
+    async def unready(self, *, workers: bool, stalled_after_s: float) -> str | None:
+        """Why this process is not ready, in words (None when it is): the database does not
+        answer, or (where it runs workers) one stopped or stalled."""
+        try:
+            await self.store.ping()
+        except Exception as exc:  # any driver failure means not ready
+            trouble = database_error(exc)
+            if trouble is not None:
+                return f"database unreachable: {trouble.reason}"
+            if isinstance(exc, exceptions.ReelwatchError):
+                return exc.message
+            return type(exc).__name__
+        if not workers:
+            return None
+        for name, runner in self.engines.items():
+            # The loop reaches the database at least every few seconds, however idle it is.
+            why = runner.health.trouble(stalled_after_s=stalled_after_s)
+            if why is not None:
+                return f"{name}: {why}" if len(self.engines) > 1 else why
+        return None
+
+    # --- recover ------------------------------------------------------------------------------
+
     async def quote_retry(self, generation_id: str) -> tuple[Generation, float | None]:
         """What a retry would cost; NotAllowed unless the generation failed. Writes nothing."""
         g = await self.store.get(generation_id)
@@ -333,25 +400,29 @@ class Service:
             raise exceptions.NotAllowed(
                 f"only failed generations can be retried; {g.id} is {g.status.value}"
             )
-        return g, estimated_cost_usd(g.model, g.seconds, g.size)
+        return g, self.cost(g)
 
     async def reset(
         self, generation_id: str, *, actor: str = "cli", now_too: bool = False
     ) -> Generation:
         """Forget what was seen and poll again from scratch (free)."""
-        generation = await self._act(generation_id, lifecycle.Reset(actor))
+        generation = await self._act(generation_id, lambda g: lifecycle.Reset(actor))
         return await self._advance_now(generation) if now_too else generation
 
     async def retry(
         self, generation_id: str, *, actor: str = "cli", now_too: bool = False
     ) -> Generation:
         """Resubmit a failed generation (paid); with `now_too`, submit before returning."""
-        generation = await self._act(generation_id, lifecycle.Retry(actor))
+        generation = await self._act(
+            generation_id, lambda g: lifecycle.Retry(actor, cost_usd=self.cost(g))
+        )
         return await self._advance_now(generation) if now_too else generation
 
     async def _advance_now(self, generation: Generation) -> Generation:
         """Take one step at once instead of waiting for a worker (if no worker holds it)."""
-        runner = self.require_engine()
+        runner = self.engines.get(generation.provider)
+        if runner is None or not self.served(generation):
+            return generation
         claim = await self.store.claim(
             generation.id,
             owner=runner.owner,
@@ -361,88 +432,82 @@ class Service:
         return generation if claim is None else await runner.advance(claim)
 
     async def cancel(self, generation_id: str, *, actor: str = "cli") -> Generation:
-        return await self._act(generation_id, lifecycle.Cancel(actor))
+        """Stop watching it; where the provider can, stop the job there too (best effort)."""
+        g = await self.store.get(generation_id)
+        outcome = None
+        runner = self.engines.get(g.provider)
+        can_cancel = runner is not None and runner.provider.catalogue.capabilities.can_cancel
+        if runner is not None and can_cancel and g.active and g.video_id and self.served(g):
+            try:
+                await runner.provider.cancel(Ref(g.video_id, g.remote))
+                outcome = "requested"
+            except exceptions.ProviderError as exc:
+                outcome = f"failed: {exc.message}"
+        return await self._act(generation_id, lambda g: lifecycle.Cancel(actor, outcome))
 
-    async def _act(self, generation_id: str, observation: lifecycle.Observation) -> Generation:
+    async def _act(
+        self, generation_id: str, observe: Callable[[Generation], lifecycle.Observation]
+    ) -> Generation:
         now = self.clock.now()
-        policy = engine.policy_from(self.settings)
-        generation, _ = await self.store.act(
-            generation_id, lambda g: lifecycle.decide(g, observation, now, policy), now=now
-        )
-        if self.engine is not None:
-            self.engine.wake()
+
+        def decide(g: Generation) -> lifecycle.Decision:
+            return lifecycle.decide(g, observe(g), now, self.policy(g.provider))
+
+        generation, _ = await self.store.act(generation_id, decide, now=now)
+        self._wake(generation.provider)
         return generation
 
-    async def webhook(
-        self, webhook_id: str, video_id: str, observation: lifecycle.WebhookReceived
-    ) -> str:
-        """Record a verified delivery once and make its generation due now.
+    def _wake(self, provider: str) -> None:
+        runner = self.engines.get(provider)
+        if runner is not None:
+            runner.wake()
 
-        Returns "applied", "duplicate" (this webhook-id was seen before) or "unknown_video".
+    # --- webhooks -----------------------------------------------------------------------------
+
+    async def webhook(self, provider: str, headers: Mapping[str, str], body: bytes) -> str:
+        """Verify a delivery with the provider's scheme, record it once, make its generation
+        due now. Returns "applied", "duplicate", "unknown_video" or "ignored" (not an end).
+
+        Raises WebhookRejected (a bad signature; WebhookMalformed: a bad body), ConfigError
+        (webhooks not set up for this provider here) or InvalidInput (an unknown provider).
         """
-        provider = self.provider.name if self.provider is not None else "openai"
+        providers.catalogue(provider)  # InvalidInput for a name no adapter has
+        checker = self.verifiers.get(provider)
+        if checker is None:
+            raise exceptions.ConfigError(f"webhooks are not set up for {provider} here")
         now = self.clock.now()
-        policy = engine.policy_from(self.settings)
+        event = await checker.verify(headers, body, now)
+        base.require_id(event.webhook_id, "webhook id")  # adapters check; this is the net
+        base.require_id(event.video_id, "job id")
+        if not event.terminal:
+            return "ignored"
+        observation = lifecycle.WebhookReceived(event.event_type, event.webhook_id)
+        policy = self.policy(provider)
         outcome = await self.store.record_webhook(
-            webhook_id,
+            f"{provider}/{event.webhook_id}",
             provider=provider,
-            video_id=video_id,
-            event_type=observation.event_type,
+            video_id=event.video_id,
+            event_type=event.event_type[:60],
             decide=lambda g: lifecycle.decide(g, observation, now, policy),
             now=now,
         )
-        if outcome == "applied" and self.engine is not None:
-            self.engine.wake()
+        if outcome == "applied":
+            self._wake(provider)
         return outcome
 
-    async def counts(self) -> Mapping[Status, int]:
-        return await self.store.count_by_status()
+
+def providers_default(settings: Settings, configured: Mapping[str, Provider]) -> str:
+    """REELWATCH_PROVIDER, else the first configured provider, else the registry's first."""
+    if settings.default_provider:
+        return settings.default_provider
+    if configured:
+        return next(iter(configured))
+    return providers.default_name(settings)
 
 
-@asynccontextmanager
-async def open_service(
-    settings: Settings,
-    *,
-    clock: clock.Clock | None = None,
-    provider: Provider | None = None,
-    need_provider: bool = False,
-    wait_for_database: bool = False,
-) -> AsyncIterator[Service]:
-    """Open the store (migrating it), the storage and, if asked or configured, the provider.
-
-    With `wait_for_database` (the long-running worker), an unreachable database is waited for,
-    with a line logged per try, instead of being an error: a restart could not do better.
-    """
-    the_clock = clock or _system_clock
-    store = await (
-        _open_patiently(settings) if wait_for_database else Store.open(settings.database_url)
-    )
-    owned: Provider | None = None
-    try:
-        if provider is None and (need_provider or settings.openai_api_key):
-            provider = owned = build_provider(settings, the_clock)
-        yield Service(
-            settings=settings,
-            store=store,
-            storage=storage.LocalStorage(settings.storage_path),
-            clock=the_clock,
-            provider=provider,
-        )
-    finally:
-        if owned is not None:
-            await owned.aclose()
-        await store.close()
-
-
-async def _open_patiently(settings: Settings) -> Store:
-    delay = 0.5
-    while True:
-        try:
-            return await Store.open(settings.database_url)
-        except exceptions.DatabaseUnavailable as exc:
-            log.warning(f"{exc.message}; trying again in {delay:g}s", action="db_wait")
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
-
-
-_system_clock = clock.SystemClock()
+def _params_of(g: Generation) -> Mapping[str, Any]:
+    """The inputs of `g`; rows from before params were stored have seconds and size only."""
+    if g.params:
+        return g.params
+    legacy = {"seconds": g.seconds, "size": g.size}
+    return {name: value for name, value in legacy.items() if value is not None}

@@ -11,8 +11,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelwatch import exceptions
 
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
-
 
 def _env(name: str) -> Any:
     """Bind a field to exactly one environment variable (the names are a contract)."""
@@ -33,9 +31,18 @@ class Settings(BaseSettings):
         15.0, gt=0, le=7 * 24 * 60, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES")
     )
     api_token: str | None = Field(None, validation_alias=_env("REELWATCH_API_TOKEN"))
-    openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
-    openai_base_url: str = Field(DEFAULT_OPENAI_BASE_URL, validation_alias=_env("OPENAI_BASE_URL"))
-    openai_webhook_secret: str | None = Field(None, validation_alias=_env("OPENAI_WEBHOOK_SECRET"))
+    # Providers: each adapter reads its own credentials (OPENAI_API_KEY, REPLICATE_API_TOKEN,
+    # FAL_KEY, ...; see `reelwatch providers`); these are what the core needs of them.
+    default_provider: str | None = Field(None, validation_alias=_env("REELWATCH_PROVIDER"))
+    provider_config: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, validation_alias=_env("REELWATCH_PROVIDER_CONFIG")
+    )
+    # USD per generated second by provider and model, over each adapter's built-in table.
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, validation_alias=_env("REELWATCH_PRICES")
+    )
+    # Where providers can reach this server (webhook URLs given with each submit).
+    public_url: str | None = Field(None, validation_alias=_env("REELWATCH_PUBLIC_URL"))
     cron_secret: str | None = Field(None, validation_alias=_env("CRON_SECRET"))
 
     # Worker tuning (additions to the contract).
@@ -85,12 +92,23 @@ class Settings(BaseSettings):
             raise ValueError("only file:///path is supported")
         return value
 
-    @field_validator("openai_base_url")
+    @field_validator("public_url")
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
         if urlparse(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s) URL, including /v1")
+            raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("prices")
+    @classmethod
+    def _check_prices(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for provider, table in value.items():
+            for model, price in table.items():
+                if not 0 <= price < 1000:
+                    raise ValueError(f"{provider} {model}: a price per second from 0 to 1000")
+        return value
 
     @field_validator("download_variants")
     @classmethod
@@ -134,9 +152,9 @@ class Settings(BaseSettings):
     def variants(self) -> tuple[str, ...]:
         return tuple(self.download_variants.split(","))
 
-    @property
-    def webhooks_enabled(self) -> bool:
-        return bool(self.openai_webhook_secret)
+    def webhook_url(self, provider: str) -> str | None:
+        """Where `provider` should send its webhooks, when this server is reachable."""
+        return None if self.public_url is None else f"{self.public_url}/api/webhooks/{provider}"
 
 
 _FIELD_TO_ENV = {

@@ -308,6 +308,9 @@ def env_for(*, db_url: str, sim: Sim | None, data_dir: Path, **extra: str) -> di
     )
     if sim is not None:
         env.update(OPENAI_API_KEY=sim.api_key, OPENAI_BASE_URL=sim.base_url)
+        # Some workers reach the simulator through a fault proxy (another URL): all of them
+        # serve one endpoint.
+        env.update(REELWATCH_OPENAI_ENDPOINT=sim.base_url)
     env.update(extra)
     return env
 
@@ -661,8 +664,14 @@ def settings_for(env: dict[str, str]) -> Settings:
     """The Settings a reelwatch process started with `env` reads (for in-test submissions)."""
     from reelwatch import settings
 
-    named = {k: v for k, v in env.items() if k.startswith(("REELWATCH_", "OPENAI_"))}
-    return settings.load(**named)
+    named: dict[str, Any] = {
+        k: v for k, v in env.items() if k.startswith("REELWATCH_") and "_OPENAI_" not in k
+    }
+    fields = {"OPENAI_API_KEY": "api_key", "OPENAI_BASE_URL": "base_url"}
+    fields["REELWATCH_OPENAI_ENDPOINT"] = "endpoint_name"
+    fields["OPENAI_WEBHOOK_SECRET"] = "webhook_secret"
+    openai = {field: env[name] for name, field in fields.items() if name in env}
+    return settings.load(**named, provider_config={"openai": openai})
 
 
 def submit(env: dict[str, str], prompts: list[str], *, at_once: int = 16) -> list[str]:
@@ -671,10 +680,10 @@ def submit(env: dict[str, str], prompts: list[str], *, at_once: int = 16) -> lis
     Submission is the CLI's own path (`service.submit`); it runs here rather than through one
     `reelwatch submit` process per job because starting Python costs a second a job.
     """
-    from reelwatch import service
+    from reelwatch import assembly, service
 
     async def main() -> list[str]:
-        async with service.open_service(settings_for(env), need_provider=True) as svc:
+        async with assembly.open_service(settings_for(env), need_provider=True) as svc:
             ids: list[str] = []
             for start in range(0, len(prompts), at_once):
                 batch = prompts[start : start + at_once]

@@ -599,7 +599,10 @@ def test_7_retry_after_on_download_and_long_waits(pg: str, tmp_path: Path, procs
         during = [e for e in log.requests() if e.started > (hit.ended or 0) + GRACE_S]
         limited = [r for r in all_rows(pg) if r["video_id"] == hit.video_id]
         paused = harness.sql(
-            pg, "SELECT paused_until FROM provider_state WHERE provider = %s", PROVIDER
+            # One row per endpoint, keyed "<provider> <base URL>".
+            pg,
+            "SELECT paused_until FROM provider_state WHERE provider LIKE %s",
+            PROVIDER + " %",
         )
 
     assert limited, "the rate-limited generation is not in the database"
@@ -1412,7 +1415,7 @@ def test_23_full_database_disk_answers_503_not_500(tmp_path: Path, procs: Procs)
 @pytest.mark.slow
 def test_24_blocked_download_fails_as_expired(pg: str, tmp_path: Path, procs: Procs) -> None:
     """Downloads blocked (500s, and 429s) until the provider's copy expires: the alert is up
-    before expiry, the generation ends `failed` with `download_expired`, and is not retried
+    before expiry, the generation ends `failed` with `asset_expired`, and is not retried
     after expiry."""
     expires_after_s = harness.scale(8, 60)
     poll_max_s = 2.0
@@ -1461,7 +1464,7 @@ def test_24_blocked_download_fails_as_expired(pg: str, tmp_path: Path, procs: Pr
         figures[f"{name}_alert_lead_s"] = expires - alerted[0]
     harness.report(24, "asset expiry", expires_after_s=expires_after_s, **figures)
     for name in ("http_500", "http_429"):
-        assert figures[f"{name}_error"] == "download_expired", figures
+        assert figures[f"{name}_error"] == "asset_expired", figures
         assert 0 < int(figures[f"{name}_attempts"]) <= 2 * expires_after_s, figures  # bounded
         assert int(figures[f"{name}_attempts_after_expiry"]) <= 1, figures
         assert float(figures[f"{name}_alert_lead_s"]) > 0, "no alert before the expiry"

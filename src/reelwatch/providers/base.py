@@ -4,22 +4,114 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import enum
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from reelwatch.models import ErrorInfo, RemoteStatus, RemoteVideo, Variant
+from reelwatch import exceptions
+from reelwatch.models import Endpoint, ErrorInfo, RemoteStatus, RemoteVideo, Variant
+
+__all__ = ["Endpoint"]  # re-exported: adapters name it from here
+
+
+class ProgressKind(enum.StrEnum):
+    """What a provider tells about a running job, besides its status."""
+
+    PERCENT = "percent"  # a number 0..100 (OpenAI, Runway)
+    QUEUE_POSITION = "queue_position"  # how many jobs are ahead while queued (fal)
+    LOG_LINES = "log_lines"  # free text; a percent may be read from it (Replicate, fal)
+    NONE = "none"  # only the status (Veo)
+
+
+class AssetDelivery(enum.StrEnum):
+    """How a finished video is fetched."""
+
+    CONTENT_BY_ID = "content_by_id"  # an authenticated GET by job id (OpenAI shape)
+    OUTPUT_URLS = "output_urls"  # public URLs in the result that expire (Replicate, fal)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do; the engine, the CLI and the dashboard read it, never the name."""
+
+    progress: tuple[ProgressKind, ...]
+    can_list: bool  # a lost create can be found in the provider's list of recent jobs
+    can_cancel: bool  # a running job can be stopped at the provider
+    assets: AssetDelivery
+    webhooks: str | None  # the signature scheme of its webhooks, None if it sends none
+    variants: tuple[Variant, ...]  # the assets a finished job has (the video always first)
+    asset_lifetime: str  # for people: how long the provider keeps the file
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "progress": [kind.value for kind in self.progress],
+            "can_list": self.can_list,
+            "can_cancel": self.can_cancel,
+            "assets": self.assets.value,
+            "webhooks": self.webhooks,
+            "variants": [v.value for v in self.variants],
+            "asset_lifetime": self.asset_lifetime,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inputs:
+    """A request as the adapter accepted it: its own parameters, and what people are shown."""
+
+    params: Mapping[str, Any]
+    seconds: int | None = None
+    size: str | None = None  # a resolution (720x1280) or an aspect ratio (16:9)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CreateRequest:
     prompt: str
     model: str
-    seconds: int
-    size: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     input_reference: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ref:
+    """A remote job as stored: the provider's id and whatever else the adapter needs to reach
+    it again (fal: the app id; Replicate, fal: the output URLs of a finished job)."""
+
+    video_id: str
+    remote: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified delivery: which job it is about and whether it says the job has ended."""
+
+    webhook_id: str
+    video_id: str
+    event_type: str
+    terminal: bool
+
+
+class WebhookRejected(exceptions.ReelwatchError):
+    """A delivery whose signature or timestamp does not hold."""
+
+
+class WebhookMalformed(WebhookRejected):
+    """A signed delivery whose body is not an event of the provider's shape."""
+
+
+class WebhookVerifier(Protocol):
+    """Checks one provider's deliveries; built from its configuration alone (a server without
+    the provider's API key can still take its webhooks for the workers)."""
+
+    async def verify(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+        """Check a delivery's signature and read it; raises WebhookRejected (or
+        WebhookMalformed for a signed body of the wrong shape)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class Download(Protocol):
@@ -31,66 +123,95 @@ class Download(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
 
 
+class Catalogue(Protocol):
+    """What a provider offers and what it costs; no I/O, usable without credentials."""
+
+    name: str
+    capabilities: Capabilities
+    models: tuple[str, ...]
+    default_model: str
+
+    def validate(self, model: str, params: Mapping[str, Any]) -> Inputs:
+        """The request as the API will take it; raises InvalidInput naming the field."""
+        ...
+
+    def estimate_cost(
+        self, model: str, params: Mapping[str, Any], prices: Mapping[str, float]
+    ) -> float | None:
+        """Estimated USD price of one run; `prices` (USD per generated second, per model) are
+        the user's overrides of the built-in table. None when the price is unknown."""
+        ...
+
+
 class Provider(Protocol):
     """An asynchronous video API: submit, look, list, fetch. Errors are `exceptions.Provider*`."""
 
-    name: str
+    catalogue: Catalogue
+    endpoint: Endpoint
+    webhooks_enabled: bool  # deliveries are set up (a secret, or a URL sent with each create)
 
     async def create(self, request: CreateRequest) -> RemoteVideo: ...
 
-    async def retrieve(self, video_id: str) -> RemoteVideo: ...
+    async def retrieve(self, ref: Ref) -> RemoteVideo: ...
 
     def recent(self, *, since: datetime) -> AsyncIterator[RemoteVideo]:
-        """Videos created at or after `since`, newest first (for reconciling lost creates)."""
+        """Jobs created at or after `since`, newest first (for reconciling lost creates);
+        only called when `capabilities.can_list`."""
         ...
 
-    async def remix(self, video_id: str, prompt: str) -> RemoteVideo:
-        """A new job from a completed video and a new prompt."""
+    async def cancel(self, ref: Ref) -> None:
+        """Stop a running job at the provider; only called when `capabilities.can_cancel`."""
         ...
 
-    async def delete(self, video_id: str) -> None:
-        """Delete a finished video and its assets at the provider."""
-        ...
+    def download(self, ref: Ref, variant: Variant) -> AbstractAsyncContextManager[Download]: ...
 
-    def download(
-        self, video_id: str, variant: Variant
-    ) -> AbstractAsyncContextManager[Download]: ...
+    def verify_webhook(
+        self, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> WebhookEvent:
+        """Check a delivery's signature and read it; raises WebhookRejected."""
+        ...
 
     async def aclose(self) -> None: ...
 
 
-# Gateways that serve the OpenAI shape for other models use their own words for the same states.
-STATUS_WORDS: Mapping[str, RemoteStatus] = {
-    "queued": RemoteStatus.QUEUED,
-    "pending": RemoteStatus.QUEUED,
-    "submitted": RemoteStatus.QUEUED,
-    "waiting": RemoteStatus.QUEUED,
-    "in_progress": RemoteStatus.IN_PROGRESS,
-    "processing": RemoteStatus.IN_PROGRESS,
-    "running": RemoteStatus.IN_PROGRESS,
-    "generating": RemoteStatus.IN_PROGRESS,
-    "completed": RemoteStatus.COMPLETED,
-    "succeeded": RemoteStatus.COMPLETED,
-    "success": RemoteStatus.COMPLETED,
-    "failed": RemoteStatus.FAILED,
-    "failure": RemoteStatus.FAILED,
-    "error": RemoteStatus.FAILED,
-    "cancelled": RemoteStatus.FAILED,
-    "canceled": RemoteStatus.FAILED,
-    "expired": RemoteStatus.FAILED,
-}
+MAX_ID_CHARS = 200
+# Ids are ASCII tokens (`msg_...`, `video_...`, UUIDs); anything else (NUL, which PostgreSQL
+# refuses, control characters, spaces) cannot be one and must not reach the store or a log.
+_ID = re.compile(r"[\x21-\x7e]+")
 
 
-def normalise_status(raw: str | None) -> RemoteStatus:
-    return STATUS_WORDS.get((raw or "").strip().lower(), RemoteStatus.UNKNOWN)
+def plausible_id(value: object) -> bool:
+    """An id a row can hold: a string of 1..200 printable ASCII characters."""
+    return isinstance(value, str) and len(value) <= MAX_ID_CHARS and bool(_ID.fullmatch(value))
 
 
-def remote_error(raw_status: str, error: ErrorInfo | None) -> ErrorInfo | None:
+def require_id(value: object, field: str) -> str:
+    """`value` if it is a plausible id, else WebhookMalformed naming the field."""
+    if not plausible_id(value):
+        raise WebhookMalformed(f"{field}: must be 1 to {MAX_ID_CHARS} printable ASCII characters")
+    assert isinstance(value, str)
+    return value
+
+
+def status_of(words: Mapping[str, RemoteStatus], raw: str | None) -> RemoteStatus:
+    """An API's exact status word to the neutral status; any other word is UNKNOWN."""
+    return words.get(raw or "", RemoteStatus.UNKNOWN)
+
+
+def failed_without_error(raw_status: str) -> ErrorInfo:
     """A failed status without an error object still gets a code and a message."""
-    if normalise_status(raw_status) is not RemoteStatus.FAILED or error is not None:
-        return error
     word = raw_status.strip().lower() or "failed"
     return ErrorInfo(word, f"The provider reported the video as {word}")
+
+
+def price(
+    table: Mapping[str, float], prices: Mapping[str, float], model: str, seconds: float | None
+) -> float | None:
+    """USD per second from the user's prices, else the built-in table, times the seconds."""
+    per_second = prices.get(model, table.get(model))
+    if per_second is None or seconds is None:
+        return None
+    return round(per_second * seconds, 2)
 
 
 def timestamp(value: object) -> datetime | None:

@@ -36,16 +36,187 @@ import aiohttp
 import httpx2
 import openai
 import yarl
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelwatch import clock, exceptions
-from reelwatch.models import ErrorInfo, RemoteVideo, Variant
-from reelwatch.providers import base
+from reelwatch.models import ErrorInfo, RemoteStatus, RemoteVideo, Variant
+from reelwatch.providers import base, standard_webhooks
+from reelwatch.settings import Settings
 
 NAME = "openai"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _system = clock.SystemClock()
 _READ_BUFFER = 1 << 20  # bytes aiohttp may buffer per response, and the largest piece read
 _BINARY = {"Accept": "application/binary"}  # what the SDK asks for on /content
 MAX_REDIRECTS = 5  # within the API's own origin; a redirect anywhere else is refused
+
+
+# The API's own words, plus those gateways serving the same shape for other models use.
+STATUSES: Mapping[str, RemoteStatus] = {
+    "queued": RemoteStatus.QUEUED,
+    "pending": RemoteStatus.QUEUED,
+    "in_progress": RemoteStatus.IN_PROGRESS,
+    "processing": RemoteStatus.IN_PROGRESS,
+    "completed": RemoteStatus.COMPLETED,
+    "succeeded": RemoteStatus.COMPLETED,
+    "failed": RemoteStatus.FAILED,
+    "cancelled": RemoteStatus.FAILED,
+    "canceled": RemoteStatus.FAILED,
+    "expired": RemoteStatus.FAILED,
+}
+MODELS = (
+    "sora-2",
+    "sora-2-pro",
+    "sora-2-2025-10-06",
+    "sora-2-2025-12-08",
+    "sora-2-pro-2025-10-06",
+)
+SECONDS = (4, 8, 12, 16, 20)
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+PRO_SIZES = ("1920x1080", "1080x1920")
+# USD per generated second (../shared/openai-videos-api.md section 8); pro at the large sizes
+# costs more, which a flat per-model override cannot say, so it stays in `estimate_cost`.
+PRICES: Mapping[str, float] = {
+    "sora-2": 0.10,
+    "sora-2-2025-10-06": 0.10,
+    "sora-2-2025-12-08": 0.10,
+    "sora-2-pro": 0.30,
+    "sora-2-pro-2025-10-06": 0.30,
+}
+PRO_LARGE_SIZES = frozenset({"1024x1792", "1792x1024"})
+TERMINAL_EVENTS = ("video.completed", "video.failed")
+
+
+class Catalogue:
+    """The Videos API's models, durations and sizes, and Sora's prices."""
+
+    name = NAME
+    models = MODELS
+    default_model = "sora-2"
+    capabilities = base.Capabilities(
+        progress=(base.ProgressKind.PERCENT,),
+        can_list=True,
+        can_cancel=False,  # the API deletes a finished video; it cannot stop a running one
+        assets=base.AssetDelivery.CONTENT_BY_ID,
+        webhooks="standard-webhooks",
+        variants=(Variant.VIDEO, Variant.THUMBNAIL, Variant.SPRITESHEET),
+        asset_lifetime="until expires_at (about an hour after completion)",
+    )
+
+    def validate(self, model: str, params: Mapping[str, Any]) -> base.Inputs:
+        if model not in MODELS:
+            raise exceptions.InvalidInput(
+                f"model: unknown model {model!r}; choose one of {', '.join(MODELS)}"
+            )
+        unknown = sorted(set(params) - {"seconds", "size"})
+        if unknown:
+            raise exceptions.InvalidInput(
+                f"params: {unknown[0]!r} is not a parameter of {NAME}; it takes seconds and size"
+            )
+        raw_seconds = params.get("seconds", 4)
+        seconds = _whole(raw_seconds)
+        if seconds not in SECONDS:
+            raise exceptions.InvalidInput(
+                f"seconds: {raw_seconds} is not one of {', '.join(map(str, SECONDS))}"
+            )
+        size = str(params.get("size", "720x1280"))
+        sizes = SIZES + (PRO_SIZES if model.startswith("sora-2-pro") else ())
+        if size not in sizes:
+            raise exceptions.InvalidInput(
+                f"size: {size!r} is not one of {', '.join(sizes)} for {model}"
+            )
+        return base.Inputs({"seconds": seconds, "size": size}, seconds=seconds, size=size)
+
+    def estimate_cost(
+        self, model: str, params: Mapping[str, Any], prices: Mapping[str, float]
+    ) -> float | None:
+        seconds = _whole(params.get("seconds"))
+        per_second = prices.get(model, PRICES.get(model))
+        if per_second is None or seconds is None:
+            return None
+        pro = model not in prices and model.startswith("sora-2-pro")
+        if pro and params.get("size") in PRO_LARGE_SIZES:
+            per_second = 0.50
+        return round(per_second * seconds, 2)
+
+
+CATALOGUE = Catalogue()
+
+
+def _whole(value: object) -> int | None:
+    """An int from an int or a string of ASCII digits; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 6:
+        return int(value)
+    return None
+
+
+class Config(BaseSettings):
+    """OpenAI's (or a gateway's) credentials and base URL, from the SDK's own variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    base_url: str = Field(DEFAULT_BASE_URL, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    webhook_secret: str | None = Field(None, validation_alias=AliasChoices("OPENAI_WEBHOOK_SECRET"))
+
+    # The endpoint's name when one API is reached through several URLs (a proxy on some
+    # hosts): workers agree on it instead of the base URL. Default: the base URL.
+    endpoint_name: str | None = Field(
+        None, validation_alias=AliasChoices("REELWATCH_OPENAI_ENDPOINT")
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if urllib.parse.urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("OPENAI_BASE_URL must be an http(s) URL, including /v1")
+        return value.rstrip("/")
+
+    @property
+    def missing(self) -> str | None:
+        return None if self.api_key else "OPENAI_API_KEY"
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return bool(self.webhook_secret)
+
+
+def build(config: Config, settings: Settings, the_clock: clock.Clock) -> OpenAIVideos:
+    assert config.api_key is not None
+    return OpenAIVideos(
+        api_key=config.api_key,
+        base_url=config.base_url,
+        timeout_s=settings.request_timeout_seconds,
+        clock=the_clock,
+        webhooks=config.webhooks_enabled,
+    )
+
+
+def verifier(config: Config, settings: Settings) -> base.WebhookVerifier | None:
+    """Standard Webhooks with OPENAI_WEBHOOK_SECRET; None when it is not set."""
+    if not config.webhook_secret:
+        return None
+    return standard_webhooks.Verifier(
+        config.webhook_secret, _webhook_body, variable="OPENAI_WEBHOOK_SECRET"
+    )
+
+
+def _webhook_body(body: bytes) -> tuple[str, str, bool]:
+    """`{"type": "video.completed", "data": {"id": ...}}`."""
+    try:
+        event: Any = json.loads(body)
+        event_type = str(event["type"])
+        video_id = event["data"]["id"]
+    except (ValueError, KeyError, TypeError):
+        raise base.WebhookMalformed("body: not a webhook event") from None
+    return base.require_id(video_id, "data.id"), event_type, event_type in TERMINAL_EVENTS
 
 
 class _Download:
@@ -67,6 +238,7 @@ class _Download:
 class OpenAIVideos:
     """A `Provider` for OpenAI's Videos API or any gateway serving the same shape."""
 
+    catalogue = CATALOGUE
     name = NAME
 
     def __init__(
@@ -76,8 +248,11 @@ class OpenAIVideos:
         base_url: str,
         timeout_s: float = 20.0,
         clock: clock.Clock | None = None,
+        webhooks: bool = False,
     ) -> None:
         self._clock = clock or _system
+        self.endpoint = base.Endpoint(NAME, base_url.rstrip("/"))
+        self.webhooks_enabled = webhooks
         # Every videos.* method is marked deprecated since OpenAI shut Sora down (2026-09-24);
         # gateways serve the same shape, so that one warning is expected and silenced.
         warnings.filterwarnings(
@@ -146,8 +321,8 @@ class OpenAIVideos:
         kwargs: dict[str, Any] = {
             "prompt": request.prompt,
             "model": request.model,
-            "seconds": str(request.seconds),
-            "size": request.size,
+            "seconds": str(request.params.get("seconds", 4)),
+            "size": str(request.params.get("size", "720x1280")),
         }
         if request.input_reference is not None:
             path = request.input_reference
@@ -205,8 +380,8 @@ class OpenAIVideos:
             http_status=None,
         )
 
-    async def retrieve(self, video_id: str) -> RemoteVideo:
-        url = f"{self._base_url}/videos/{quote(video_id, safe='')}"
+    async def retrieve(self, ref: base.Ref) -> RemoteVideo:
+        url = f"{self._base_url}/videos/{quote(ref.video_id, safe='')}"
         try:
             async with await self._get(url, timeouts=self._call_timeout) as response:
                 body = await response.read()
@@ -245,9 +420,12 @@ class OpenAIVideos:
         except openai.APIError as exc:
             raise _translate(exc, self._clock.now()) from exc
 
+    async def cancel(self, ref: base.Ref) -> None:
+        raise exceptions.NotAllowed("the Videos API cannot stop a running video")
+
     @asynccontextmanager
-    async def download(self, video_id: str, variant: Variant) -> AsyncIterator[_Download]:
-        url = f"{self._base_url}/videos/{quote(video_id, safe='')}/content"
+    async def download(self, ref: base.Ref, variant: Variant) -> AsyncIterator[_Download]:
+        url = f"{self._base_url}/videos/{quote(ref.video_id, safe='')}/content"
         params = {"variant": variant.value}
         try:
             response = await self._get(
@@ -284,12 +462,14 @@ def _remote(video: Mapping[str, Any]) -> RemoteVideo:
     elif isinstance(error_obj, str) and error_obj:
         error = ErrorInfo("failed", error_obj)
     seconds = video.get("seconds")
+    status = base.status_of(STATUSES, raw_status)
+    failed = status is RemoteStatus.FAILED
     return RemoteVideo(
         video_id=str(video["id"]),
-        status=base.normalise_status(raw_status),
+        status=status,
         raw_status=raw_status,
         progress=base.progress(video.get("progress")),
-        error=base.remote_error(raw_status, error),
+        error=base.failed_without_error(raw_status) if failed and error is None else error,
         created_at=base.timestamp(video.get("created_at")),
         completed_at=base.timestamp(video.get("completed_at")),
         expires_at=base.timestamp(video.get("expires_at")),
@@ -297,7 +477,18 @@ def _remote(video: Mapping[str, Any]) -> RemoteVideo:
         prompt=_text(video.get("prompt")),
         size=_text(video.get("size")),
         seconds=None if seconds is None else str(seconds),
+        params=_params(seconds, video.get("size")),
     )
+
+
+def _params(seconds: object, size: object) -> dict[str, Any]:
+    """A listed video's inputs in the form `Catalogue.validate` gives them."""
+    params: dict[str, Any] = {}
+    if (whole := _whole(seconds)) is not None:
+        params["seconds"] = whole
+    if isinstance(size, str):
+        params["size"] = size
+    return params
 
 
 def _env_proxy(url: str) -> str | None:

@@ -33,8 +33,10 @@ from reelwatch import exceptions, lifecycle
 from reelwatch.models import (
     ACTIVE,
     Asset,
+    Endpoint,
     ErrorInfo,
     Event,
+    EventKind,
     Generation,
     NewEvent,
     Status,
@@ -239,7 +241,7 @@ class Store:
 
     async def claim_for(
         self,
-        provider: str,
+        endpoint: Endpoint,
         *,
         owner: str,
         now: datetime,
@@ -252,11 +254,12 @@ class Store:
         In one transaction with the claim: the provider's row says whether a 429 paused it
         (nothing is claimed until then) and how many requests its budget holds (a token bucket
         of `per_minute`, at most ten seconds' worth at once, shared by all workers); each claim
-        takes one token.
+        takes one token. Only rows of this endpoint are claimed; rows from before endpoints
+        were recorded are adopted by the first worker of their provider.
         """
         async with self._write() as conn:
             return await conn.run_sync(
-                _claim_within_budget, provider, owner, now, limit, lease_s, per_minute
+                _claim_within_budget, endpoint, owner, now, limit, lease_s, per_minute
             )
 
     async def claim(
@@ -384,7 +387,9 @@ class Store:
             "updated_at": now,
         }
         g = dataclasses.replace(claim.generation, download_bytes=done, download_total=total)
-        event = NewEvent("download_progress", {"variant": variant, "bytes": done, "total": total})
+        event = NewEvent(
+            EventKind.DOWNLOAD_PROGRESS, {"variant": variant, "bytes": done, "total": total}
+        )
 
         def write(conn: SyncConnection) -> None:
             _update_held(conn, claim, values)
@@ -532,6 +537,7 @@ class Store:
         *,
         statuses: Sequence[Status] = (),
         model: str | None = None,
+        provider: str | None = None,
         text: str | None = None,
         error_code: str | None = None,
         since: datetime | None = None,
@@ -548,6 +554,8 @@ class Store:
             query = query.where(generations.c.status.in_([s.value for s in statuses]))
         if model:
             query = query.where(generations.c.model == model)
+        if provider:
+            query = query.where(generations.c.provider == provider)
         if text:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(generations.c.prompt.ilike(f"%{escaped}%", escape="\\"))
@@ -605,14 +613,14 @@ class Store:
             quarantined = (await conn.execute(set_aside)).scalar()
         return Trouble(expiring=int(expiring or 0), quarantined=int(quarantined or 0))
 
-    async def next_due_at(self, provider: str | None = None) -> datetime | None:
-        """The earliest time any active, unleased generation (of `provider`, if given) is due
+    async def next_due_at(self, endpoint: Endpoint | None = None) -> datetime | None:
+        """The earliest time any active, unleased generation (of `endpoint`, if given) is due
         (for the worker's sleep)."""
         query = sa.select(sa.func.min(generations.c.next_poll_at)).where(
             generations.c.status.in_(_ACTIVE_VALUES), generations.c.lease_token.is_(None)
         )
-        if provider is not None:
-            query = query.where(generations.c.provider == provider)
+        if endpoint is not None:
+            query = query.where(*_of_endpoint(endpoint))
         async with self._engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
         return _utc.process_result_value(value, self._engine.dialect)
@@ -687,7 +695,7 @@ def _claim_due(
     now: datetime,
     limit: int,
     lease_s: float,
-    provider: str | None,
+    endpoint: Endpoint | None,
 ) -> list[Claim]:
     token = secrets.token_hex(16)
     expires = now + timedelta(seconds=lease_s)
@@ -704,19 +712,21 @@ def _claim_due(
         .order_by(generations.c.next_poll_at, generations.c.created_at)
         .limit(limit)
     )
-    if provider is not None:
-        due = due.where(generations.c.provider == provider)
+    values: dict[str, Any] = {
+        "lease_owner": owner,
+        "lease_token": token,
+        "lease_expires_at": expires,
+        "claims": generations.c.claims + 1,
+    }
+    if endpoint is not None:
+        due = due.where(*_of_endpoint(endpoint))
+        values["endpoint"] = sa.func.coalesce(generations.c.endpoint, endpoint.base_url)
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (
         generations.update()
         .where(generations.c.id.in_(due.scalar_subquery()))
-        .values(
-            lease_owner=owner,
-            lease_token=token,
-            lease_expires_at=expires,
-            claims=generations.c.claims + 1,
-        )
+        .values(values)
         .returning(*generations.c)
     )
     rows = conn.execute(stmt).mappings().all()
@@ -725,9 +735,18 @@ def _claim_due(
     return claimed
 
 
+def _of_endpoint(endpoint: Endpoint) -> tuple[sa.ColumnElement[bool], ...]:
+    """Rows of this endpoint, and legacy rows (no endpoint recorded) of its provider."""
+    column = generations.c.endpoint
+    return (
+        generations.c.provider == endpoint.provider,
+        sa.or_(column == endpoint.base_url, column.is_(None)),
+    )
+
+
 def _claim_within_budget(
     conn: SyncConnection,
-    provider: str,
+    endpoint: Endpoint,
     owner: str,
     now: datetime,
     limit: int,
@@ -736,6 +755,7 @@ def _claim_within_budget(
 ) -> tuple[list[Claim], Gate]:
     rate = per_minute / 60.0
     capacity = max(1.0, per_minute / 6.0)  # at most ten seconds' worth at once
+    provider = endpoint.key
     state = _provider_row(conn, provider, now, capacity)
     paused = state["paused_until"]
     if paused is not None and paused > now:
@@ -743,7 +763,7 @@ def _claim_within_budget(
     elapsed = max(0.0, (now - state["tokens_at"]).total_seconds())
     tokens = min(capacity, float(state["tokens"]) + elapsed * rate)
     room = min(limit, int(tokens))
-    claimed = _claim_due(conn, owner, now, room, lease_s, provider) if room > 0 else []
+    claimed = _claim_due(conn, owner, now, room, lease_s, endpoint) if room > 0 else []
     tokens -= len(claimed)
     conn.execute(
         provider_state.update()
@@ -853,6 +873,10 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "claims": g.claims,
         "attention": g.attention,
         "submit_started_at": g.submit_started_at,
+        "endpoint": g.endpoint,
+        "params": dict(g.params),
+        "remote": dict(g.remote),
+        "step_detail": _fit(g.step_detail, 200),
     }
 
 
@@ -903,6 +927,10 @@ def _from_row(row: sa.RowMapping) -> Generation:
         claims=row["claims"],
         attention=row["attention"],
         submit_started_at=row["submit_started_at"],
+        endpoint=row["endpoint"],
+        params=row["params"] or {},
+        remote=row["remote"] or {},
+        step_detail=row["step_detail"],
     )
 
 

@@ -54,8 +54,8 @@ generations = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("progress", sa.Integer, nullable=False, default=0),
     sa.Column("model", sa.String(100), nullable=False),
-    sa.Column("seconds", sa.Integer, nullable=False),
-    sa.Column("size", sa.String(20), nullable=False),
+    sa.Column("seconds", sa.Integer),  # NULL when the provider's request has no duration
+    sa.Column("size", sa.String(20)),  # a resolution or an aspect ratio, if the request has one
     sa.Column("prompt", sa.Text, nullable=False),
     sa.Column("input_reference", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -83,6 +83,10 @@ generations = sa.Table(
     sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     sa.Column("attention", sa.Text),  # why a person should look (quarantined), or NULL
     sa.Column("submit_started_at", UTCDateTime),  # when the last create was sent
+    sa.Column("endpoint", sa.String(300)),  # the base URL it was submitted to (NULL: legacy)
+    sa.Column("params", sa.JSON),  # the provider-specific inputs, as the adapter accepted them
+    sa.Column("remote", sa.JSON),  # the adapter's handle beyond video_id (app id, output URLs)
+    sa.Column("step_detail", sa.String(200)),  # the provider's words: queue position, log line
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),
@@ -91,6 +95,7 @@ generations = sa.Table(
     # Newest-first listing with a keyset cursor.
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "status", "created_at"),
+    sa.Index(None, "provider", "endpoint"),
     sa.UniqueConstraint("provider", "video_id"),
 )
 
@@ -116,7 +121,7 @@ events = sa.Table(
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
-    sa.Column("webhook_id", sa.String(200), primary_key=True),
+    sa.Column("webhook_id", sa.String(260), primary_key=True),  # "<provider>/<id>"
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Column("event_type", sa.String(60), nullable=False),
     sa.Column("video_id", sa.String(200), nullable=False),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reelwatch import exceptions, service
+from reelwatch import exceptions, presenter, service
 from reelwatch.models import Status, Variant
 from reelwatch.web import access
 from reelwatch.web.errors import ApiError
@@ -27,10 +27,18 @@ class CreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = Field(None, max_length=service.MAX_PROMPT + 1)
-    model: str = "sora-2"
-    seconds: int = 4
-    size: str = "720x1280"
+    provider: str | None = Field(None, max_length=40, description="default: REELWATCH_PROVIDER")
+    model: str | None = Field(None, max_length=100, description="default: the provider's")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="the provider's own inputs (see GET /api/providers)"
+    )
+    seconds: int | None = Field(None, description="shorthand for params.seconds")
+    size: str | None = Field(None, max_length=20, description="shorthand for params.size")
     video_id: str | None = Field(None, max_length=200)
+
+    def merged_params(self) -> dict[str, Any]:
+        extra = {"seconds": self.seconds, "size": self.size}
+        return {**self.params, **{k: v for k, v in extra.items() if v is not None}}
 
 
 class ActionBody(BaseModel):
@@ -98,10 +106,10 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
     if parsed.video_id is not None:
         if parsed.prompt is not None:
             raise ApiError(422, "invalid_request", "video_id: give either video_id or prompt")
-        g = await svc.track(parsed.video_id, actor=actor(request))
+        g = await svc.track(parsed.video_id, provider=parsed.provider, actor=actor(request))
     else:
         request_ = service.SubmitRequest(
-            parsed.prompt or "", parsed.model, parsed.seconds, parsed.size
+            parsed.prompt or "", parsed.provider, parsed.model, parsed.merged_params()
         )
         g = await svc.submit(request_, actor=actor(request))
     return svc.view(g)
@@ -110,10 +118,11 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
 async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
     async with request.form(max_files=1, max_fields=10) as form:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        unknown = set(form.keys()) - {"prompt", "model", "seconds", "size", "input_reference"}
+        known = {"prompt", "provider", "model", "seconds", "size", "input_reference"}
+        unknown = set(form.keys()) - known
         if unknown:
             raise ApiError(422, "invalid_request", f"{sorted(unknown)[0]}: unknown field")
-        seconds_raw = fields.get("seconds", "4")
+        seconds_raw = fields.get("seconds", "0")
         # ASCII digits, a few of them: str.isdigit() also accepts "²" (int() refuses it) and
         # int() refuses more than 4,300 digits; no video is longer than 9,999 s anyway.
         if not (seconds_raw.isascii() and seconds_raw.isdigit() and len(seconds_raw) <= 4):
@@ -133,11 +142,14 @@ async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
                 with reference.open("wb") as handle:
                     while block := await upload.read(256 * 1024):
                         handle.write(block)
+            params: dict[str, Any] = {"seconds": int(seconds_raw)} if "seconds" in fields else {}
+            if "size" in fields:
+                params["size"] = fields["size"]
             submit = service.SubmitRequest(
                 fields.get("prompt", ""),
-                fields.get("model", "sora-2"),
-                int(seconds_raw),
-                fields.get("size", "720x1280"),
+                fields.get("provider") or None,
+                fields.get("model") or None,
+                params,
                 reference,
             )
             g = await svc.submit(submit, actor=actor(request))
@@ -149,13 +161,29 @@ async def list_generations(
     svc: Svc,
     status: Annotated[list[Status] | None, Query()] = None,
     model: Annotated[str | None, Query(max_length=100)] = None,
+    provider: Annotated[str | None, Query(max_length=40)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page:
-    """Newest first; filter by status (repeatable), model and text; `cursor` continues."""
-    page = await svc.page(statuses=status or (), model=model, text=q, limit=limit, cursor=cursor)
+    """Newest first; filter by status (repeatable), provider, model and text; `cursor`
+    continues."""
+    page = await svc.page(
+        statuses=status or (),
+        model=model,
+        provider=provider,
+        text=q,
+        limit=limit,
+        cursor=cursor,
+    )
     return Page(data=[svc.view(g) for g in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/providers")
+async def list_providers(svc: Svc) -> dict[str, Any]:
+    """Every provider reelwatch has an adapter for: configured here or not, its models and
+    what it can do."""
+    return {"data": svc.describe_providers()}
 
 
 @router.get("/generations/{generation_id}")
@@ -166,7 +194,7 @@ async def get_generation(generation_id: str, svc: Svc) -> dict[str, Any]:
 @router.get("/generations/{generation_id}/events")
 async def generation_events(generation_id: str, svc: Svc) -> dict[str, Any]:
     """The generation's audit log, oldest first."""
-    return {"data": [service.event_json(e) for e in await svc.history(generation_id)]}
+    return {"data": [presenter.event_json(e) for e in await svc.history(generation_id)]}
 
 
 @router.post("/generations/{generation_id}/reset")
@@ -196,7 +224,7 @@ async def retry(
             f'retrying {g.id} costs about {price}; send {{"confirm": true}} to resubmit',
             estimated_cost_usd=cost,
         )
-    g = await svc.retry(generation_id, actor=actor(request), now_too=svc.engine is not None)
+    g = await svc.retry(generation_id, actor=actor(request), now_too=True)
     return {**svc.view(g), "estimated_cost_usd": cost}
 
 

@@ -17,9 +17,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import reelwatch
+from reelwatch import assembly, metrics
 from reelwatch import clock as clock_module
-from reelwatch import engine as engine_module
-from reelwatch import metrics, service
 from reelwatch.providers.base import Provider
 from reelwatch.settings import Settings
 from reelwatch.web import access, api, cron, dashboard, errors, events, ops, webhooks
@@ -103,22 +102,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         collected = metrics.Metrics()
         written = asyncio.Event()
-        async with service.open_service(settings, clock=clock, provider=provider) as svc:
-            svc.store.on_append(written.set)
-            if svc.engine is not None:
-                svc.engine.metrics = collected
+        async with assembly.open_service(settings, clock=clock, provider=provider) as svc:
+            svc.on_event_written(written.set)
+            svc.attach_metrics(collected)
             app.state.service = svc
             app.state.metrics = collected
             app.state.events_written = written
             stop = asyncio.Event()
             worker = None
-            app.state.worker = None
-            if run_worker and svc.engine is not None:
+            app.state.runs_worker = False
+            if run_worker and svc.has_workers:
                 collected.track_worker()
-                worker = asyncio.create_task(
-                    engine_module.supervised(svc.engine, stop), name="reelwatch-worker-supervisor"
-                )
-                app.state.worker = svc.engine.health
+                worker = asyncio.create_task(svc.run(stop), name="reelwatch-workers")
+                app.state.runs_worker = True
             try:
                 yield
             finally:
@@ -158,7 +154,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(NoNulBytes)
     routers = (api.router, cron.router, webhooks.router, events.router, ops.router)
-    for router in (*routers, dashboard.router):
+    for router in (*routers, dashboard.router, dashboard.pages):
         app.include_router(router)
+    app.add_exception_handler(dashboard.LoginRequired, dashboard.to_login)
     app.mount("/static", StaticFiles(directory=dashboard.HERE / "static"), name="static")
     return app

@@ -26,5 +26,6 @@ async def poll(request: Request) -> dict[str, Any]:
     if not access.secret_matches(request.headers.get("authorization"), secret):
         raise ApiError(401, "unauthorized", "wrong or missing cron secret")
     svc: service.Service = request.app.state.service
-    engine = svc.require_engine()
-    return (await engine.cycle()).to_json()
+    svc.require_engine()  # at least the default provider is configured, or a clear 503
+    summary = await svc.cycle()
+    return summary.to_json()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from reelwatch import attention, engine, exceptions, service
-from reelwatch.models import ACTIVE, Generation, Status, estimated_cost_usd
+from reelwatch import attention, exceptions, presenter, service
+from reelwatch.models import ACTIVE, EventKind, Generation, Status
 from reelwatch.web import access, charts
 from reelwatch.web.errors import ApiError
 
@@ -55,6 +55,7 @@ def seconds_text(value: float | None) -> str:
 
 templates.env.filters["duration"] = seconds_text
 templates.env.globals["STATE_WORDS"] = STATE_WORDS
+templates.env.globals["event_kinds"] = {kind.name: kind.value for kind in EventKind}
 
 
 def _svc(request: Request) -> service.Service:
@@ -62,15 +63,31 @@ def _svc(request: Request) -> service.Service:
     return result
 
 
-def _gate(request: Request) -> Response | None:
-    """A login redirect (token set, no session) or None; without a token, loopback only."""
+class LoginRequired(Exception):
+    """A page was asked for without a session while a token is set: go and log in."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+def signed_in(request: Request) -> None:
+    """Every page's gate (one dependency): with a token set, a session or a login redirect;
+    without one, loopback only."""
     if request.app.state.settings.api_token:
         if not access.logged_in(request):
-            target = "/login?" + urlencode({"next": request.url.path})
-            return RedirectResponse(target, status_code=303)
-        return None
+            raise LoginRequired("/login?" + urlencode({"next": request.url.path}))
+        return
     access.require_local(request)
-    return None
+
+
+async def to_login(request: Request, exc: Exception) -> Response:
+    """The handler that turns `LoginRequired` into the redirect."""
+    assert isinstance(exc, LoginRequired)
+    return RedirectResponse(exc.target, status_code=303)
+
+
+pages = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 
 
 def _actor(request: Request) -> str:
@@ -88,7 +105,7 @@ def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
 def _row(svc: service.Service, g: Generation) -> dict[str, Any]:
     view = svc.view(g)
     view["state"] = state_of(g, view["suspected_stuck"])
-    view["cost"] = estimated_cost_usd(g.model, g.seconds, g.size)
+    view["cost"] = view["estimated_cost_usd"]
     return view
 
 
@@ -101,22 +118,26 @@ def _back(target: str | None, notice: str) -> RedirectResponse:
 # --- pages ----------------------------------------------------------------------------------
 
 
-@router.get("/", response_class=HTMLResponse)
+@pages.get("/", response_class=HTMLResponse)
 async def index(
     request: Request,
     status: str = "",
+    provider: str = "",
     model: str = "",
     q: str = "",
     cursor: str | None = None,
 ) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     statuses = [Status(status)] if status in {s.value for s in Status} else []
     page = await svc.page(
-        statuses=statuses, model=model or None, text=q or None, limit=PAGE_SIZE, cursor=cursor
+        statuses=statuses,
+        provider=provider or None,
+        model=model or None,
+        text=q or None,
+        limit=PAGE_SIZE,
+        cursor=cursor,
     )
-    filters = {"status": status, "model": model, "q": q}
+    filters = {"status": status, "provider": provider, "model": model, "q": q}
     next_link = None
     if page.next_cursor:
         next_link = "/?" + urlencode({**filters, "cursor": page.next_cursor})
@@ -126,32 +147,27 @@ async def index(
         rows=[_row(svc, g) for g in page.items],
         filters=filters,
         statuses=[s.value for s in Status],
-        models=service.MODELS,
+        models=svc.models(),
+        providers=svc.provider_names(),
         next_link=next_link,
         first_page=cursor is None,
     )
 
 
-@router.get("/partials/row/{generation_id}", response_class=HTMLResponse)
+@pages.get("/partials/row/{generation_id}", response_class=HTMLResponse)
 async def row_partial(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     g = await svc.get(generation_id)
     return _render(request, "_row.html", row=_row(svc, g))
 
 
-@router.get("/generations/{generation_id}", response_class=HTMLResponse)
+@pages.get("/generations/{generation_id}", response_class=HTMLResponse)
 async def detail(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     return await _detail(request, generation_id, "generation.html")
 
 
-@router.get("/partials/generations/{generation_id}", response_class=HTMLResponse)
+@pages.get("/partials/generations/{generation_id}", response_class=HTMLResponse)
 async def detail_partial(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     return await _detail(request, generation_id, "_detail.html")
 
 
@@ -164,18 +180,16 @@ async def _detail(request: Request, generation_id: str, template: str) -> Respon
         template,
         g=g,
         row=_row(svc, g),
-        events=[service.event_json(e) for e in events],
+        events=[presenter.event_json(e) for e in events],
         variants=[v.value for v in g.assets],
     )
 
 
-@router.get("/admin", response_class=HTMLResponse)
+@pages.get("/admin", response_class=HTMLResponse)
 async def admin(request: Request) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     now = svc.clock.now()
-    policy = engine.policy_from(svc.settings)
+    policy = svc.policy(svc.default_provider)
     active = (await svc.page(statuses=sorted(ACTIVE), limit=1000)).items
     failed = (await svc.page(statuses=[Status.FAILED], limit=1000)).items
     found = attention.attention(active, failed, now, policy)
@@ -186,14 +200,12 @@ async def admin(request: Request) -> Response:
         row=lambda g: _row(svc, g),
         stuck_after=seconds_text(attention.stuck_after_s(policy)),
         statuses=[s.value for s in Status],
-        models=service.MODELS,
+        models=svc.models(),
     )
 
 
-@router.get("/charts", response_class=HTMLResponse)
+@pages.get("/charts", response_class=HTMLResponse)
 async def charts_page(request: Request) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     now = svc.clock.now()
     recent = (await svc.page(since=now - timedelta(hours=24), limit=1000)).items
@@ -220,42 +232,34 @@ async def _form(request: Request) -> dict[str, str]:
     return fields
 
 
-@router.post("/generations/{generation_id}/reset")
+@pages.post("/generations/{generation_id}/reset")
 async def reset(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     fields = await _form(request)
     await _svc(request).reset(generation_id, actor=_actor(request))
     return _back(fields.get("next"), f"Reset {generation_id}: it is polled again from scratch")
 
 
-@router.post("/generations/{generation_id}/cancel")
+@pages.post("/generations/{generation_id}/cancel")
 async def cancel(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     fields = await _form(request)
     await _svc(request).cancel(generation_id, actor=_actor(request))
     return _back(fields.get("next"), f"Cancelled {generation_id}")
 
 
-@router.get("/generations/{generation_id}/retry", response_class=HTMLResponse)
+@pages.get("/generations/{generation_id}/retry", response_class=HTMLResponse)
 async def retry_confirm(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     g, cost = await svc.quote_retry(generation_id)
     return _render(request, "retry.html", g=g, cost=cost, next=request.query_params.get("next"))
 
 
-@router.post("/generations/{generation_id}/retry")
+@pages.post("/generations/{generation_id}/retry")
 async def retry(request: Request, generation_id: str) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     fields = await _form(request)
     if fields.get("confirm") != "yes":
         raise ApiError(400, "confirmation_required", "confirm the cost to resubmit")
     svc = _svc(request)
-    await svc.retry(generation_id, actor=_actor(request), now_too=svc.engine is not None)
+    await svc.retry(generation_id, actor=_actor(request), now_too=True)
     return _back(fields.get("next"), f"Resubmitted {generation_id}")
 
 
@@ -286,24 +290,20 @@ async def _bulk_targets(svc: service.Service, chosen: dict[str, Any]) -> list[Ge
     return page.items
 
 
-@router.get("/admin/bulk", response_class=HTMLResponse)
+@pages.get("/admin/bulk", response_class=HTMLResponse)
 async def bulk_preview(request: Request) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     svc = _svc(request)
     chosen = _bulk_filter(dict(request.query_params))
     targets = await _bulk_targets(svc, chosen)
-    costs = [estimated_cost_usd(g.model, g.seconds, g.size) for g in targets]
+    costs = [svc.cost(g) for g in targets]
     total = sum(c for c in costs if c is not None) if chosen["action"] == "retry" else None
     return _render(
         request, "bulk.html", chosen=chosen, targets=targets, total=total, limit=BULK_LIMIT
     )
 
 
-@router.post("/admin/bulk")
+@pages.post("/admin/bulk")
 async def bulk(request: Request) -> Response:
-    if (redirect := _gate(request)) is not None:
-        return redirect
     fields = await _form(request)
     if fields.get("confirm") != "yes":
         raise ApiError(400, "confirmation_required", "confirm to act on these generations")
@@ -324,8 +324,6 @@ async def bulk(request: Request) -> Response:
         except (exceptions.NotAllowed, exceptions.NotFound):
             continue  # changed since the preview
         done += 1
-    if svc.engine is not None:
-        svc.engine.wake()
     verb = "Resubmitted" if chosen["action"] == "retry" else "Cancelled"
     return _back("/admin", f"{verb} {done} generation(s)")
 

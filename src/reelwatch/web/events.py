@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from reelwatch import service
+from reelwatch import presenter, service
 from reelwatch.web import access
 from reelwatch.web.errors import ApiError
 
@@ -38,7 +38,7 @@ async def _tail(
     last = after
     gap_since: float | None = None
     while not await request.is_disconnected():
-        events = await svc.store.events_after(last, limit=BATCH)
+        events = await svc.events_after(last, limit=BATCH)
         for event in events:
             if event.id != last + 1:
                 # On PostgreSQL ids come from a sequence and transactions commit out of order:
@@ -48,7 +48,7 @@ async def _tail(
                 if time.monotonic() - gap_since < GAP_WAIT_S:
                     break
             gap_since = None
-            data = json.dumps(service.event_json(event), separators=(",", ":"))
+            data = json.dumps(presenter.event_json(event), separators=(",", ":"))
             yield ServerSentEvent(data=data, id=str(event.id), event="generation")
             last = event.id
         else:
@@ -78,7 +78,7 @@ async def events(
     if last_event_id is not None and last_event_id.strip():
         start = _event_id(last_event_id.strip())
     if start is None:
-        start = await svc.store.last_event_id()
+        start = await svc.last_event_id()
     return EventSourceResponse(
         _tail(request, svc, start), ping=KEEPALIVE_S, headers={"Cache-Control": "no-store"}
     )

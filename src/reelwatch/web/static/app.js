@@ -4,13 +4,15 @@
 "use strict";
 
 const page = document.body.dataset.page;
+// Event kinds, as the server names them (models.EventKind, written into the page).
+const KIND = JSON.parse(document.getElementById("event-kinds").textContent);
 const pending = new Map();
 
 function toast(event) {
   const box = document.getElementById("toasts");
   if (!box) return;
   const item = document.createElement("div");
-  const failed = event.kind === "failed";
+  const failed = event.kind === KIND.FAILED;
   item.className = "toast" + (failed ? " failed" : "");
   item.setAttribute("role", "status");
   const text = document.createElement("span");
@@ -68,12 +70,12 @@ function listen() {
   source.addEventListener("generation", (message) => {
     const event = JSON.parse(message.data);
     const id = event.generation_id;
-    if (event.kind === "completed" || event.kind === "failed") toast(event);
+    if (event.kind === KIND.COMPLETED || event.kind === KIND.FAILED) toast(event);
     if (page === "list") refresh(id, () => refreshRow(id));
     if (page === "generation") {
       refresh(id, () => refreshDetail(id));
       const detail = document.getElementById("detail");
-      if (event.kind === "completed" && detail?.dataset.generation === id && !document.getElementById("player")) {
+      if (event.kind === KIND.COMPLETED && detail?.dataset.generation === id && !document.getElementById("player")) {
         setTimeout(() => location.reload(), 300);  // the player appears once the file is stored
       }
     }

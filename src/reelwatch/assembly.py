@@ -1,0 +1,91 @@
+"""Putting reelwatch together: open the store, the storage and the configured providers, and
+hand them to one `Service`. The CLI, the web app and the tests start here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import structlog
+
+from reelwatch import clock, exceptions, providers, storage
+from reelwatch.providers.base import Provider, WebhookVerifier
+from reelwatch.service import Service
+from reelwatch.settings import Settings
+from reelwatch.store import Store
+
+log = structlog.get_logger("reelwatch.assembly")
+_system_clock = clock.SystemClock()
+
+
+@asynccontextmanager
+async def open_service(
+    settings: Settings,
+    *,
+    clock: clock.Clock | None = None,
+    provider: Provider | None = None,
+    need_provider: bool = False,
+    wait_for_database: bool = False,
+) -> AsyncIterator[Service]:
+    """Open the store (migrating it), the storage and every provider whose credentials are set.
+
+    `provider` adds (or replaces) one already built provider (tests). With `need_provider`, the
+    default provider must be among them: a missing credential is a ConfigError naming the
+    variable now, not a traceback later. With `wait_for_database` (the long-running worker),
+    an unreachable database is waited for, with a line logged per try.
+    """
+    the_clock = clock or _system_clock
+    store = await (
+        _open_patiently(settings) if wait_for_database else Store.open(settings.database_url)
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)
+        opened: dict[str, Provider] = {}
+        for name in providers.configured(settings):
+            if provider is not None and name == provider.catalogue.name:
+                continue
+            built = providers.build(name, settings, the_clock)
+            stack.push_async_callback(built.aclose)
+            opened[name] = built
+        if provider is not None:
+            opened[provider.catalogue.name] = provider
+        if need_provider:
+            _require_default(settings, opened)
+        verifiers: dict[str, WebhookVerifier] = {}
+        for name in providers.NAMES:
+            checker = providers.verifier(name, settings)
+            if checker is not None:
+                stack.push_async_callback(checker.aclose)
+                verifiers[name] = checker
+        yield Service(
+            settings=settings,
+            store=store,
+            storage=storage.LocalStorage(settings.storage_path),
+            clock=the_clock,
+            providers=_in_registry_order(opened),
+            verifiers=verifiers,
+        )
+
+
+def _require_default(settings: Settings, opened: Mapping[str, Provider]) -> None:
+    name = settings.default_provider or providers.default_name(settings)
+    if name not in opened:
+        providers.build(name, settings, _system_clock)  # raises ConfigError naming the variable
+        raise exceptions.ConfigError(f"provider {name} is not configured")
+
+
+def _in_registry_order(opened: Mapping[str, Provider]) -> dict[str, Provider]:
+    order = {name: index for index, name in enumerate(providers.NAMES)}
+    return dict(sorted(opened.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+async def _open_patiently(settings: Settings) -> Store:
+    delay = 0.5
+    while True:
+        try:
+            return await Store.open(settings.database_url)
+        except exceptions.DatabaseUnavailable as exc:
+            log.warning(f"{exc.message}; trying again in {delay:g}s", action="db_wait")
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
