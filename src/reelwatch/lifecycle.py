@@ -319,7 +319,7 @@ def _decide(
                 "provider's dashboard before retrying (a retry pays again).",
             )
             data = {"prompt": g.prompt, "sent_at": sent.isoformat(), "attempts": g.attempts}
-            return _fail(g, error, now, data)
+            return _fail(dataclasses.replace(g, submit_ambiguous=False), error, now, data)
         case Reconciled(video=None):
             new = dataclasses.replace(g, submit_ambiguous=False, failures=0, next_poll_at=now)
             return Decision(new, NewEvent(EventKind.RECONCILED, {"found": None}))

@@ -1,0 +1,376 @@
+"""The provider contract: one suite, run against every adapter and its dialect of the simulator.
+
+Each provider subclasses `Contract` with what differs (its routes in the simulator, its words
+for moderation and for a status nobody knows, how its webhooks are signed); the tests are the
+same for all. Everything goes through the service and the engine over real HTTP, on SQLite and
+on PostgreSQL. The deliveries are signed here with the `standardwebhooks` package and
+`cryptography`, not with reelwatch's own code, so a verifier that agreed only with itself would
+fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import standardwebhooks
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from reelwatch import assembly, clock, exceptions, service, simulator
+from reelwatch.models import Generation, Status, Variant
+from reelwatch.providers.base import WebhookRejected
+from tests.conftest import World, make_settings
+
+TOKEN = "sk-test"
+OPENAI_SECRET = "whsec_" + base64.b64encode(b"contract-openai-secret-0123456").decode()
+REPLICATE_SECRET = "whsec_" + base64.b64encode(b"contract-replicate-secret-0123").decode()
+FAL_SEED = "11" * 32  # the simulator signs fal deliveries with this Ed25519 seed
+WRONG_SEED = "22" * 32
+WRONG_SECRET = "whsec_" + base64.b64encode(b"not-the-secret-at-all-01234567").decode()
+LIFETIME_S = 600.0  # the simulator's copy of a finished video lives this long (OpenAI, fal)
+
+
+class Contract:
+    """What every provider must do; subclasses say how each provider does it."""
+
+    name: ClassVar[str]
+    create_route: ClassVar[str]
+    poll_route: ClassVar[str]
+    files_route: ClassVar[str]
+    moderation_code: ClassVar[str]
+    unknown_word: ClassVar[str]
+    lists: ClassVar[bool]
+    cancels: ClassVar[bool]
+    keeps_assets_s: ClassVar[float] = LIFETIME_S
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def delivery(
+        self, job_id: str, *, at: datetime, forged: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        """A signed webhook saying the job ended (with the wrong key if `forged`)."""
+        raise NotImplementedError
+
+    # --- the world each test runs in ------------------------------------------------------------
+
+    @pytest.fixture
+    def contract_sim(self) -> Iterator[simulator.RunningSimulator]:
+        config = simulator.SimConfig(
+            api_key=TOKEN,
+            queue_s=(1.0, 1.0),
+            render_s=(6.0, 6.0),
+            expires_after_s=LIFETIME_S,
+            replicate_webhook_secret=REPLICATE_SECRET,
+            fal_webhook_key=FAL_SEED,
+        )
+        with simulator.running(config) as running:
+            yield running
+
+    @pytest.fixture
+    def world(self, tmp_path: Path, db_url: str, contract_sim: simulator.RunningSimulator) -> World:
+        start = datetime.fromtimestamp(contract_sim.sim.clock.now(), UTC)
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            contract_sim.base_url,
+            default_provider=self.name,
+            provider_config={self.name: self.provider_config(contract_sim)},
+        )
+        return World(settings, clock.FakeClock(start), contract_sim)
+
+    @pytest.fixture
+    async def svc(self, world: World) -> AsyncIterator[service.Service]:
+        async with assembly.open_service(world.settings, clock=world.clock) as opened:
+            yield opened
+
+    async def settle(
+        self,
+        svc: service.Service,
+        world: World,
+        generation_id: str,
+        until: Callable[[Generation], bool] = lambda g: g.terminal,
+        steps: int = 80,
+    ) -> Generation:
+        """Run the provider's worker, moving the clocks to each next look, until `until`."""
+        runner = svc.require_engine(self.name)
+        for _ in range(steps):
+            g = await svc.get(generation_id)
+            if until(g):
+                return g
+            world.advance_to(g.next_poll_at)
+            await runner.cycle()
+        raise AssertionError(f"not settled after {steps} steps: {await svc.get(generation_id)}")
+
+    def requests(self, world: World, route: str) -> int:
+        return int(world.sim.sim.stats()["requests"].get(route, 0))
+
+    async def submit(self, svc: service.Service, prompt: str) -> Generation:
+        return await svc.submit(service.SubmitRequest(prompt, provider=self.name))
+
+    # --- the contract ---------------------------------------------------------------------------
+
+    async def test_a_generation_completes_with_its_video_stored_and_checksummed(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=1,render=6] a paper boat")
+        assert g.provider == self.name and g.endpoint is not None and g.video_id
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+        video = done.assets[Variant.VIDEO]
+        stored = svc.storage.path(video.key).read_bytes()
+        assert hashlib.sha256(stored).hexdigest() == video.sha256
+        assert video.sha256 == world.sim.sim.expected_sha256(done.video_id or "")
+        kinds = [e.kind for e in await svc.history(g.id)]
+        assert kinds[0] == "created" and kinds[-1] == "completed"
+
+    async def test_a_failure_is_failed_with_the_providers_reason(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=2,fail=internal_error] doomed")
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.FAILED
+        assert done.error is not None and done.error.code and done.error.message
+
+    async def test_moderation_is_failed_with_a_moderation_code(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=2,fail=moderation_blocked] a face")
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.FAILED
+        assert done.error is not None and done.error.code == self.moderation_code
+
+    async def test_a_job_the_provider_forgot_is_failed_as_not_found(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=60,vanish_after=3] gone")
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.FAILED
+        assert done.error is not None and done.error.code == "not_found"
+
+    async def test_a_429_is_waited_out_with_nothing_sent_inside_the_window(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=3600] patient")
+        world.sim.sim.inject(self.poll_route, "rate_limit", video_id=g.video_id, retry_after=30)
+        runner = svc.require_engine(self.name)
+        world.advance_to(g.next_poll_at)
+        before = self.requests(world, self.poll_route)
+        await runner.cycle()
+        limited = await svc.get(g.id)
+        assert self.requests(world, self.poll_route) == before + 1  # the one that met the 429
+        hit_at = world.clock.now()
+        assert limited.next_poll_at is not None
+        assert limited.next_poll_at >= hit_at + timedelta(seconds=30)
+        for _ in range(5):  # the window passes in steps: nothing goes out inside it
+            world.advance(5)
+            await runner.cycle()
+        assert self.requests(world, self.poll_route) == before + 1
+        world.advance_to(limited.next_poll_at)
+        await runner.cycle()
+        assert self.requests(world, self.poll_route) == before + 2
+        assert (await svc.get(g.id)).active
+
+    async def test_a_burst_of_5xx_is_ridden_out(self, svc: service.Service, world: World) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=8] sturdy")
+        world.sim.sim.inject(self.poll_route, "server_error", count=3, video_id=g.video_id)
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED
+        kinds = [e.kind for e in await svc.history(g.id)]
+        assert kinds.count("retry_scheduled") == 3
+
+    async def test_an_unknown_status_is_shown_to_a_person_and_never_timed_out(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(
+            svc, f"[sim:queue=0,render=3600,unknown_status={self.unknown_word}] ?"
+        )
+        odd = await self.settle(svc, world, g.id, until=lambda g: g.attention is not None)
+        assert odd.active and self.unknown_word in (odd.attention or "")
+        world.advance(world.settings.timeout_seconds + 60)
+        await svc.require_engine(self.name).cycle()
+        later = await svc.get(g.id)
+        assert later.active and not later.timed_out
+        assert later.attention is not None
+
+    async def test_a_lost_create_is_found_or_handed_to_a_person_never_paid_twice(
+        self, svc: service.Service, world: World
+    ) -> None:
+        world.sim.sim.inject(self.create_route, "create_then_fail")
+        g = await self.submit(svc, "[sim:queue=0,render=30] lost in transit")
+        assert g.status is Status.PENDING and g.submit_ambiguous and g.video_id is None
+        after = await self.settle(
+            svc, world, g.id, until=lambda g: not g.submit_ambiguous or g.terminal
+        )
+        assert world.sim.sim.stats()["creates"] == 1
+        if self.lists:
+            assert after.video_id is not None and after.active
+        else:
+            assert after.status is Status.FAILED
+            assert after.error is not None and after.error.code == "create_unknown"
+
+    async def test_cancel_stops_the_job_at_the_provider_where_it_can(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=600] unwanted")
+        cancelled = await svc.cancel(g.id)
+        assert cancelled.status is Status.CANCELLED
+        [event] = [e for e in await svc.history(g.id) if e.kind == "cancelled"]
+        assert event.data["remote_cancel"] == ("requested" if self.cancels else None)
+        cancel_route = self.create_route.replace("create", "cancel").replace("submit", "cancel")
+        assert self.requests(world, cancel_route) == (1 if self.cancels else 0)
+
+    async def test_a_copy_that_expired_before_it_was_fetched_fails_as_asset_expired(
+        self, svc: service.Service, world: World
+    ) -> None:
+        world.sim.sim.inject(self.files_route, "server_error", count=-1)
+        g = await self.submit(svc, "[sim:queue=0,render=2] too late")
+        await self.settle(svc, world, g.id, until=lambda g: g.status is Status.DOWNLOADING)
+        world.advance(self.keeps_assets_s + 60)
+        world.sim.sim.reset_faults()
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.FAILED
+        assert done.error is not None and done.error.code == "asset_expired"
+
+    async def test_webhooks_signed_right_count_once_the_rest_are_refused(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=600] hooked")
+        assert g.video_id is not None
+        now = world.clock.now()
+        headers, body = self.delivery(g.video_id, at=now)
+        assert await svc.webhook(self.name, headers, body) == "applied"
+        assert await svc.webhook(self.name, headers, body) == "duplicate"
+        forged_headers, forged_body = self.delivery(g.video_id, at=now, forged=True)
+        stale_headers, stale_body = self.delivery(g.video_id, at=now - timedelta(seconds=900))
+        tampered = body.replace(g.video_id.encode(), b"x" + g.video_id[1:].encode())
+        for bad_headers, bad_body in (
+            (forged_headers, forged_body),
+            (stale_headers, stale_body),
+            (headers, tampered),
+        ):
+            with pytest.raises(WebhookRejected):
+                await svc.webhook(self.name, bad_headers, bad_body)
+        kinds = [e.kind for e in await svc.history(g.id)]
+        assert kinds.count("webhook") == 1
+
+    async def test_a_missing_credential_is_one_line_naming_the_variable(self, world: World) -> None:
+        bare = world.settings.model_copy(update={"provider_config": {}})
+        async with assembly.open_service(bare, clock=world.clock) as opened:
+            with pytest.raises(exceptions.ConfigError) as missing:
+                await opened.submit(service.SubmitRequest("hello", provider=self.name))
+        assert "\n" not in missing.value.message
+        assert any(v in missing.value.message for v in ("API_KEY", "API_TOKEN", "FAL_KEY"))
+
+
+def _standard_delivery(
+    secret: str, body: dict[str, Any], at: datetime, forged: bool
+) -> tuple[dict[str, str], bytes]:
+    raw = json.dumps(body).encode()
+    key = WRONG_SECRET if forged else secret
+    webhook_id = "msg_" + hashlib.sha256(raw).hexdigest()[:24]
+    signature = standardwebhooks.Webhook(key).sign(webhook_id, at, raw)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+    }
+    return headers, raw
+
+
+class TestOpenAI(Contract):
+    name = "openai"
+    create_route = "create"
+    poll_route = "retrieve"
+    files_route = "content"
+    moderation_code = "moderation_blocked"
+    unknown_word = "paused"
+    lists = True
+    cancels = False
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        return {"api_key": TOKEN, "base_url": sim.base_url, "webhook_secret": OPENAI_SECRET}
+
+    def delivery(
+        self, job_id: str, *, at: datetime, forged: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        body = {"id": "evt_1", "type": "video.completed", "data": {"id": job_id}}
+        return _standard_delivery(OPENAI_SECRET, body, at, forged)
+
+
+class TestReplicate(Contract):
+    name = "replicate"
+    create_route = "replicate.create"
+    poll_route = "replicate.get"
+    files_route = "replicate.files"
+    moderation_code = "moderation"
+    unknown_word = "paused"
+    lists = True
+    cancels = True
+    keeps_assets_s = 3600.0  # Replicate removes a prediction's files an hour after it ends
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        return {
+            "api_token": TOKEN,
+            "base_url": sim.replicate_base_url,
+            "webhook_secret": REPLICATE_SECRET,
+        }
+
+    def delivery(
+        self, job_id: str, *, at: datetime, forged: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        body = {"id": job_id, "status": "succeeded", "output": None}
+        return _standard_delivery(REPLICATE_SECRET, body, at, forged)
+
+
+class TestFal(Contract):
+    name = "fal"
+    create_route = "fal.submit"
+    poll_route = "fal.status"
+    files_route = "fal.files"
+    moderation_code = "moderation"
+    unknown_word = "FAILED"
+    lists = False
+    cancels = True
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        return {"key": TOKEN, "base_url": sim.fal_queue_url, "jwks_url": sim.fal_jwks_url}
+
+    @pytest.fixture
+    def world(self, tmp_path: Path, db_url: str, contract_sim: simulator.RunningSimulator) -> World:
+        # fal's webhooks need no secret: they are on when this server has a public URL.
+        start = datetime.fromtimestamp(contract_sim.sim.clock.now(), UTC)
+        settings = make_settings(
+            tmp_path,
+            db_url,
+            contract_sim.base_url,
+            default_provider=self.name,
+            provider_config={self.name: self.provider_config(contract_sim)},
+            public_url="http://127.0.0.1:9",
+        )
+        return World(settings, clock.FakeClock(start), contract_sim)
+
+    def delivery(
+        self, job_id: str, *, at: datetime, forged: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        body = json.dumps(
+            {"request_id": job_id, "gateway_request_id": job_id, "status": "OK", "payload": {}}
+        ).encode()
+        stamp = str(int(at.timestamp()))
+        user = "contract-user"
+        message = f"{job_id}\n{user}\n{stamp}\n{hashlib.sha256(body).hexdigest()}".encode()
+        seed = bytes.fromhex(WRONG_SEED if forged else FAL_SEED)
+        signature = Ed25519PrivateKey.from_private_bytes(seed).sign(message).hex()
+        headers = {
+            "X-Fal-Webhook-Request-Id": job_id,
+            "X-Fal-Webhook-User-Id": user,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": signature,
+        }
+        return headers, body
