@@ -1,5 +1,9 @@
 """`python -m bench <scenario> [--quick]`: run a scenario, write bench/results/<scenario>.json.
 
+`python -m bench lag --provider replicate|fal` runs the lag scenario's reelwatch contenders
+against that provider's dialect of the simulator and writes bench/results/lag-<provider>.json
+(the default, openai, is the full scenario and writes lag.json).
+
 Every scenario starts the simulator and the contenders itself, on the same seeded workload,
 in the same run. `--quick` shrinks the workload so CI can check the harness still works; only
 full runs are quoted in docs/benchmarks.md.
@@ -30,9 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="chaos only: how long the soak runs (default 600, 60 with --quick)",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("openai", "replicate", "fal"),
+        default=None,
+        help="lag only: the simulator dialect reelwatch monitors (default openai)",
+    )
     args = parser.parse_args(argv)
     if args.soak_seconds is not None and args.scenario != "chaos":
         parser.error("--soak-seconds applies to the chaos scenario only")
+    if args.provider is not None and args.scenario != "lag":
+        parser.error("--provider applies to the lag scenario only")
     if args.scenario == "chaos":
         from bench import chaos
 
@@ -42,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     for name in chosen:
         module = importlib.import_module(f"bench.{name}")
-        path = module.run(quick=args.quick)
+        if name == "lag" and args.provider is not None:
+            path = module.run(quick=args.quick, provider=args.provider)
+        else:
+            path = module.run(quick=args.quick)
         print(f"{name}: wrote {path}", file=sys.stderr)
         print(json.dumps(json.loads(path.read_text()), indent=2)[:4000])
     return 0

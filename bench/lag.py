@@ -10,6 +10,12 @@ other against a fresh simulator process each, on the same workload:
 Figures per contender: detection lag (provider completion -> stored) median and p99, status
 requests per generation, CPU seconds and peak RSS of the contender's process, and the
 simulator's CPU share.
+
+`--provider replicate|fal` runs the two reelwatch contenders against that dialect of the
+simulator instead (the baseline and the SDK helper speak OpenAI only) and writes
+bench/results/lag-<provider>.json; a status request is then a `GET /v1/predictions/{id}`
+(Replicate) or a `GET .../requests/{id}/status` (fal; its result GET, one per completed
+generation, is counted apart as `result_requests`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,25 @@ from bench import common
 
 KEY = "sk-bench"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789").decode()
+PROVIDERS = ("openai", "replicate", "fal")
+# The simulator's route names (GET /_sim/stats) of a status check, and of fal's result GET.
+STATUS_ROUTES = {"openai": "retrieve", "replicate": "replicate.get", "fal": "fal.status"}
+RESULT_ROUTES = {"fal": "fal.result"}
+# Provider credentials a developer's shell may hold: the contenders get only the bench's own.
+_PROVIDER_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_WEBHOOK_SECRET",
+    "REPLICATE_API_TOKEN",
+    "REPLICATE_BASE_URL",
+    "REPLICATE_WEBHOOK_SECRET",
+    "FAL_KEY",
+    "REELWATCH_FAL_QUEUE_URL",
+    "REELWATCH_FAL_JWKS_URL",
+    "REELWATCH_PROVIDER",
+    "REELWATCH_PROVIDER_CONFIG",
+    "REELWATCH_PUBLIC_URL",
+)
 
 
 def free_port() -> int:
@@ -57,13 +82,20 @@ def wait_http(url: str, seconds: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def simulator(webhook_url: str | None = None, latency_s: float = 0.05) -> Iterator[tuple[str, int]]:
-    """A simulator process; yields (its /v1 base URL, its pid)."""
+def simulator(
+    webhook_url: str | None = None,
+    latency_s: float = 0.05,
+    replicate_webhook_secret: str | None = None,
+) -> Iterator[tuple[str, int]]:
+    """A simulator process; yields (its /v1 base URL, its pid). `webhook_url` is where the
+    OpenAI dialect posts its events; Replicate and fal post to the URL sent with each create."""
     port = free_port()
     command = [sys.executable, "-m", "bench.simproc", "--port", str(port)]
     command += ["--latency", str(latency_s)]
     if webhook_url:
         command += ["--webhook-url", webhook_url, "--webhook-secret", WEBHOOK_SECRET]
+    if replicate_webhook_secret:
+        command += ["--replicate-webhook-secret", replicate_webhook_secret]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         try:
             wait_http(f"http://127.0.0.1:{port}/_sim/health")
@@ -119,29 +151,60 @@ def lags(stored: dict[str, float | None], finished: dict[str, float]) -> list[fl
 # --- contenders -------------------------------------------------------------------------------
 
 
-def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[str, Any]:
+def provider_env(provider: str, origin: str, *, public_url: str | None) -> dict[str, str]:
+    """The environment variables that point reelwatch at one dialect of the simulator
+    (`public_url`: where this reelwatch takes webhooks; None: polling only)."""
+    if provider == "openai":
+        env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": origin + "/v1"}
+        if public_url:
+            env["OPENAI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    elif provider == "replicate":
+        env = {"REPLICATE_API_TOKEN": KEY, "REPLICATE_BASE_URL": origin + "/replicate"}
+        if public_url:
+            env["REPLICATE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    elif provider == "fal":
+        env = {
+            "FAL_KEY": KEY,
+            "REELWATCH_FAL_QUEUE_URL": origin + "/fal/",
+            "REELWATCH_FAL_JWKS_URL": origin + "/fal-rest/.well-known/jwks.json",
+        }
+    else:
+        raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+    env["REELWATCH_PROVIDER"] = provider
+    if public_url and provider != "openai":
+        # Replicate and fal post to the URL sent with each create; OpenAI's simulator is told.
+        env["REELWATCH_PUBLIC_URL"] = public_url
+    return env
+
+
+def reelwatch(
+    prompts: list[str], *, webhooks: bool, timeout_s: float, provider: str = "openai"
+) -> dict[str, Any]:
     """reelwatch's worker (or `serve` with webhooks) in its own process."""
     with tempfile.TemporaryDirectory(prefix="bench-reelwatch-") as folder:
         data = Path(folder)
         server_port = free_port()
-        webhook_url = f"http://127.0.0.1:{server_port}/api/webhooks/openai" if webhooks else None
-        with simulator(webhook_url) as (base_url, sim_pid):
+        public_url = f"http://127.0.0.1:{server_port}" if webhooks else None
+        openai_hook = (
+            f"{public_url}/api/webhooks/openai" if webhooks and provider == "openai" else None
+        )
+        replicate_secret = WEBHOOK_SECRET if provider == "replicate" else None
+        with simulator(openai_hook, replicate_webhook_secret=replicate_secret) as (
+            base_url,
+            sim_pid,
+        ):
+            inherited = {k: v for k, v in os.environ.items() if k not in _PROVIDER_VARIABLES}
             env = {
-                **os.environ,
+                **inherited,
                 "REELWATCH_DATA_DIR": str(data),
-                "OPENAI_API_KEY": KEY,
-                "OPENAI_BASE_URL": base_url,
+                **provider_env(provider, base_url.removesuffix("/v1"), public_url=public_url),
                 "REELWATCH_LOG_FORMAT": "json",
                 "REELWATCH_CONCURRENCY": "64",
                 # The simulator has no rate limit; the default budget (1,200 requests a
                 # minute, a cautious guess at a real provider's) would be the only bottleneck.
                 "REELWATCH_REQUESTS_PER_MINUTE": "600000",
             }
-            if webhooks:
-                env["OPENAI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-                command = ["serve", "--port", str(server_port)]
-            else:
-                command = ["worker"]
+            command = ["serve", "--port", str(server_port)] if webhooks else ["worker"]
             log = (data / "worker.log").open("w")
             sim_cpu_before = common.cpu_seconds(sim_pid)
             started = time.monotonic()
@@ -152,7 +215,7 @@ def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[s
                     if webhooks:
                         wait_http(f"http://127.0.0.1:{server_port}/healthz")
                     with common.RssSampler(proc.pid, every_s=0.5) as rss:
-                        asyncio.run(_submit(env, prompts))
+                        asyncio.run(_submit(env, prompts, provider))
                         stored = _wait_reelwatch(data / "reelwatch.db", len(prompts), timeout_s)
                         cpu = common.cpu_seconds(proc.pid)
                 finally:
@@ -164,30 +227,53 @@ def reelwatch(prompts: list[str], *, webhooks: bool, timeout_s: float) -> dict[s
             stats = sim_stats(base_url)
             sim_cpu = common.cpu_seconds(sim_pid) - sim_cpu_before
     return _figures(
-        stored, finished, stats, len(prompts), cpu, rss.peak, wall, sim_cpu, rss.samples
-    )
+        stored, finished, stats, len(prompts), cpu, rss.peak, wall, sim_cpu, rss.samples,
+        provider=provider,
+    )  # fmt: skip
 
 
-async def _submit(env: dict[str, str], prompts: list[str]) -> None:
-    """Submit through reelwatch's own service (as `reelwatch submit` does), 50 at a time."""
+def _provider_config(provider: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """`provider_config` for reelwatch's settings, from the contender's environment (the
+    bench process reads its own environment, not the contender's)."""
+    if provider == "openai":
+        config = {
+            "api_key": KEY,
+            "base_url": env["OPENAI_BASE_URL"],
+            "webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
+        }
+    elif provider == "replicate":
+        config = {
+            "api_token": KEY,
+            "base_url": env["REPLICATE_BASE_URL"],
+            "webhook_secret": env.get("REPLICATE_WEBHOOK_SECRET"),
+        }
+    else:
+        config = {
+            "key": KEY,
+            "base_url": env["REELWATCH_FAL_QUEUE_URL"],
+            "jwks_url": env["REELWATCH_FAL_JWKS_URL"],
+        }
+    return {provider: config}
+
+
+async def _submit(env: dict[str, str], prompts: list[str], provider: str = "openai") -> None:
+    """Submit through reelwatch's own service (as `reelwatch submit` does), 50 at a time.
+
+    The creates are sent from this process, so it needs the webhook URL (Replicate, fal) too."""
     from reelwatch import assembly, service, settings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         "data_dir": Path(env["REELWATCH_DATA_DIR"]),
-        "provider_config": {
-            "openai": {
-                "api_key": KEY,
-                "base_url": env["OPENAI_BASE_URL"],
-                "webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
-            }
-        },
+        "default_provider": provider,
+        "provider_config": _provider_config(provider, env),
+        "public_url": env.get("REELWATCH_PUBLIC_URL"),
     }
     limit = asyncio.Semaphore(50)
     async with assembly.open_service(settings.load(**overrides), need_provider=True) as svc:
 
         async def one(prompt: str) -> None:
             async with limit:
-                await svc.submit(service.SubmitRequest(prompt), actor="bench")
+                await svc.submit(service.SubmitRequest(prompt, provider=provider), actor="bench")
 
         await asyncio.gather(*(one(p) for p in prompts))
 
@@ -280,9 +366,18 @@ def _figures(
     wall_s: float,
     sim_cpu_s: float,
     rss_series: list[tuple[float, float]],
+    *,
+    provider: str = "openai",
 ) -> dict[str, Any]:
     lag = lags(stored, finished)
-    retrieves = int(stats["requests"].get("retrieve", 0))
+    retrieves = int(stats["requests"].get(STATUS_ROUTES[provider], 0))
+    extra: dict[str, Any] = {}
+    if provider in RESULT_ROUTES:
+        results = int(stats["requests"].get(RESULT_ROUTES[provider], 0))
+        extra = {
+            "result_requests": results,
+            "result_requests_per_generation": round(results / n, 2),
+        }
     return {
         "generations": n,
         "stored": len(lag),
@@ -290,6 +385,7 @@ def _figures(
         "lags": [round(x, 3) for x in lag],
         "status_requests": retrieves,
         "status_requests_per_generation": round(retrieves / n, 2),
+        **extra,
         "requests_by_route": stats["requests"],
         "cpu_s": round(cpu_s, 2),
         "peak_rss_mib": round(peak_rss_mib, 1),
@@ -303,25 +399,33 @@ def _figures(
 # --- the scenario -------------------------------------------------------------------------------
 
 
-def run(quick: bool) -> Path:
+def run(quick: bool, provider: str = "openai") -> Path:
+    """Run the scenario against one provider's dialect; openai writes lag.json (with the
+    baseline and the SDK helper), the others lag-<provider>.json (reelwatch only)."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     n = 100 if quick else 2000
     prompts = workload(n, quick)
     timeout_s = 120.0 if quick else 900.0
     contenders = {
-        "reelwatch": lambda: reelwatch(prompts, webhooks=False, timeout_s=timeout_s),
-        "reelwatch_webhooks": lambda: reelwatch(prompts, webhooks=True, timeout_s=timeout_s),
-        "baseline": lambda: baseline(
-            prompts, interval_s=3.0 if quick else 30.0, timeout_s=timeout_s
+        "reelwatch": lambda: reelwatch(
+            prompts, webhooks=False, timeout_s=timeout_s, provider=provider
         ),
-        "sdk_poll": lambda: sdk_poll(prompts, timeout_s=timeout_s),
+        "reelwatch_webhooks": lambda: reelwatch(
+            prompts, webhooks=True, timeout_s=timeout_s, provider=provider
+        ),
     }
+    if provider == "openai":  # the seed's loop and the SDK helper speak OpenAI only
+        contenders["baseline"] = lambda: baseline(
+            prompts, interval_s=3.0 if quick else 30.0, timeout_s=timeout_s
+        )
+        contenders["sdk_poll"] = lambda: sdk_poll(prompts, timeout_s=timeout_s)
     results: dict[str, Any] = {}
     for name, contender in contenders.items():
-        print(f"lag: running {name}", file=sys.stderr)
+        print(f"lag ({provider}): running {name}", file=sys.stderr)
         results[name] = contender()
-        print(f"lag: {name}: {results[name]['lag_s']}", file=sys.stderr)
-    ours, base = results["reelwatch"], results["baseline"]
-    hooks = results["reelwatch_webhooks"]
+        print(f"lag ({provider}): {name}: {results[name]['lag_s']}", file=sys.stderr)
+    ours, hooks = results["reelwatch"], results["reelwatch_webhooks"]
     targets = {
         "polling_median_le_1s": (ours["lag_s"]["median"] or 1e9) <= 1.0,
         "polling_p99_le_3s": (ours["lag_s"]["p99"] or 1e9) <= 3.0,
@@ -329,6 +433,13 @@ def run(quick: bool) -> Path:
         "webhooks_p99_le_0_5s": (hooks["lag_s"]["p99"] or 1e9) <= 0.5,
         "webhooks_requests_le_2": hooks["status_requests_per_generation"] <= 2,
     }
+    if provider != "openai":
+        return common.write(
+            f"lag-{provider}",
+            {"provider": provider, "contenders": results, "targets": targets},
+            quick=quick,
+        )
+    base = results["baseline"]
     ratios = {
         "median_lag": _ratio(ours["lag_s"]["median"], base["lag_s"]["median"]),
         "p99_lag": _ratio(ours["lag_s"]["p99"], base["lag_s"]["p99"]),

@@ -57,6 +57,49 @@ def lag() -> str:
     return "\n".join(rows) + _measured(data)
 
 
+def lag_providers() -> str:
+    """The reelwatch contenders of `lag` side by side for each provider's dialect: lag.json
+    (openai) and lag-<provider>.json."""
+    files = {"openai": "lag", "replicate": "lag-replicate", "fal": "lag-fal"}
+    found = {name: data for name, file in files.items() if (data := _load(file)) is not None}
+    if not found:
+        return "(no lag results)"
+    names = list(found)
+    metrics: list[tuple[str, Any]] = [
+        ("stored", lambda c: f"{c['stored']}/{c['generations']}"),
+        ("median lag (s)", lambda c: _f(c["lag_s"]["median"])),
+        ("p90 lag (s)", lambda c: _f(c["lag_s"]["p90"])),
+        ("p99 lag (s)", lambda c: _f(c["lag_s"]["p99"])),
+        ("max lag (s)", lambda c: _f(c["lag_s"]["max"])),
+        ("status requests / generation", lambda c: _f(c["status_requests_per_generation"])),
+        ("result requests / generation", lambda c: _f(c.get("result_requests_per_generation"))),
+        ("CPU (s)", lambda c: _f(c["cpu_s"], 1)),
+        ("peak RSS (MiB)", lambda c: _f(c["peak_rss_mib"], 1)),
+        ("simulator CPU share", lambda c: _f(c["simulator_cpu_share"], 3)),
+    ]
+    rows = [
+        "| contender | figure | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for contender in ("reelwatch", "reelwatch_webhooks"):
+        for label, cell in metrics:
+            values = [cell(found[name]["contenders"][contender]) for name in names]
+            rows.append(f"| {contender} | {label} | " + " | ".join(values) + " |")
+    rows.append("")
+    for target in found[names[0]]["targets"]:
+        verdicts = ", ".join(
+            f"{name} {'met' if found[name]['targets'].get(target) else 'not met'}" for name in names
+        )
+        rows.append(f"- target `{target}`: {verdicts}")
+    rows.append("")
+    for name in names:
+        data = found[name]
+        rows.append(
+            f"- {name}: measured {data['when']} (commit {data['commit']}) with `{data['command']}`"
+        )
+    return "\n".join(rows)
+
+
 def scale() -> str:
     data = _load("scale")
     if data is None:
@@ -142,7 +185,14 @@ def api() -> str:
 
 
 def main() -> None:
-    for name, table in (("lag", lag), ("scale", scale), ("download", download), ("api", api)):
+    tables = (
+        ("lag", lag),
+        ("lag per provider", lag_providers),
+        ("scale", scale),
+        ("download", download),
+        ("api", api),
+    )
+    for name, table in tables:
         print(f"## {name}\n")
         print(table())
         print()

@@ -14,6 +14,7 @@ def main() -> None:
     parser.add_argument("--video-bytes", type=int, default=64 * 1024)
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret")
+    parser.add_argument("--replicate-webhook-secret", help="whsec_...: Replicate's account secret")
     args = parser.parse_args()
     config = simulator.SimConfig(
         api_key="sk-bench",
@@ -21,6 +22,7 @@ def main() -> None:
         video_bytes=args.video_bytes,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        replicate_webhook_secret=args.replicate_webhook_secret,
     )
     simulator.serve(config, port=args.port)
 
