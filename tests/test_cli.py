@@ -254,8 +254,14 @@ def test_demo_runs_to_completion_with_files_on_disk(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     videos = list((tmp_path / "reelwatch-data" / "videos").rglob("video.mp4"))
-    assert len(videos) == 3  # one of the four samples is refused by moderation
+    assert len(videos) == 4  # one of the five samples is refused by moderation
     assert "completed" in result.stdout and "failed" in result.stdout
+    with sqlite3.connect(tmp_path / "reelwatch-data" / "reelwatch.db") as db:
+        ends = db.execute("SELECT provider, status FROM generations").fetchall()
+        limited = db.execute("SELECT count(*) FROM events WHERE kind = 'rate_limited'").fetchone()
+    assert {p for p, status in ends if status == "completed"} == {"openai", "replicate", "fal"}
+    assert sorted(status for _, status in ends).count("failed") == 1
+    assert limited == (1,)
 
 
 def test_serve_refuses_a_public_address_without_a_token(env: dict[str, str]) -> None:

@@ -426,7 +426,7 @@ def simulate(
     webhook_secret: Annotated[str | None, typer.Option(help="whsec_... signing secret.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the job scripts.")] = 0,
 ) -> None:
-    """An OpenAI-compatible Videos API for demos and tests (no key, no internet)."""
+    """Every provider's video API, simulated, for demos and tests (no key, no internet)."""
     from reelwatch import simulator
 
     config = simulator.SimConfig(
@@ -443,7 +443,10 @@ def simulate(
 
 @app.command()
 def demo(
-    count: Annotated[int, typer.Option(help="How many sample generations.")] = 4,
+    count: Annotated[
+        int | None,
+        typer.Option(help="How many sample generations (default: one of each sample).", min=1),
+    ] = None,
     stay: Annotated[
         bool, typer.Option("--stay", help="Keep serving the dashboard afterwards (Ctrl-C ends).")
     ] = False,
