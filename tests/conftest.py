@@ -135,12 +135,11 @@ def provider_changes(settings_: Settings | None, changes: dict[str, Any]) -> dic
     picked = {OPENAI_SHORTHANDS[k]: changes.pop(k) for k in list(changes) if k in OPENAI_SHORTHANDS}
     if not picked:
         return changes
+    # The settings' own entries, then the shorthands, then an explicit `provider_config`.
     config = {k: dict(v) for k, v in (settings_.provider_config if settings_ else {}).items()}
+    config.setdefault("openai", {}).update(picked)
     for name, given in changes.get("provider_config", {}).items():
         config.setdefault(name, {}).update(given)
-    config.setdefault("openai", {}).update(
-        {k: v for k, v in picked.items() if k not in config.get("openai", {})}
-    )
     return {**changes, "provider_config": config}
 
 

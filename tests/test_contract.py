@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from reelwatch import assembly, clock, exceptions, service, simulator
 from reelwatch.models import Generation, Status, Variant
-from reelwatch.providers.base import WebhookRejected
+from reelwatch.providers.base import CreateRequest, WebhookRejected
 from tests.conftest import World, make_settings
 
 TOKEN = "sk-test"
@@ -51,6 +51,10 @@ class Contract:
 
     def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
         raise NotImplementedError
+
+    def job_name(self, model: str, job_id: str) -> str:
+        """How a user of this provider names a job to `track`."""
+        return job_id
 
     def delivery(
         self, job_id: str, *, at: datetime, forged: bool = False
@@ -129,6 +133,22 @@ class Contract:
         assert video.sha256 == world.sim.sim.expected_sha256(done.video_id or "")
         kinds = [e.kind for e in await svc.history(g.id)]
         assert kinds[0] == "created" and kinds[-1] == "completed"
+
+    async def test_a_job_created_elsewhere_is_tracked_to_the_end(
+        self, svc: service.Service, world: World
+    ) -> None:
+        provider = svc.require_engine(self.name).provider
+        model = provider.catalogue.default_model
+        made = await provider.create(CreateRequest("[sim:queue=0,render=4] made elsewhere", model))
+        with pytest.raises(exceptions.InvalidInput, match="video_id"):
+            await svc.track("no-such-job-0", provider=self.name)
+        g = await svc.track(self.job_name(model, made.video_id), provider=self.name)
+        assert g.video_id == made.video_id and g.provider == self.name
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+        assert done.assets[Variant.VIDEO].sha256 == world.sim.sim.expected_sha256(made.video_id)
+        with pytest.raises(exceptions.InvalidInput, match="already tracked"):
+            await svc.track(self.job_name(model, made.video_id), provider=self.name)
 
     async def test_a_failure_is_failed_with_the_providers_reason(
         self, svc: service.Service, world: World
@@ -260,6 +280,23 @@ class Contract:
         kinds = [e.kind for e in await svc.history(g.id)]
         assert kinds.count("webhook") == 1
 
+    async def test_a_reference_image_is_sent_or_refused_never_dropped(
+        self, svc: service.Service, world: World, tmp_path: Path
+    ) -> None:
+        image = tmp_path / "first-frame.png"
+        image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+        request = service.SubmitRequest("from a frame", provider=self.name, input_reference=image)
+        before = self.requests(world, self.create_route)
+        if svc.catalogue(self.name).capabilities.input_reference:
+            g = await svc.submit(request)
+            assert g.input_reference is not None and g.video_id is not None
+            assert self.requests(world, self.create_route) == before + 1
+            return
+        with pytest.raises(exceptions.InvalidInput, match="input_reference"):
+            await svc.submit(request)
+        assert self.requests(world, self.create_route) == before
+        assert (await svc.page()).items == []
+
     async def test_a_missing_credential_is_one_line_naming_the_variable(self, world: World) -> None:
         bare = world.settings.model_copy(update={"provider_config": {}})
         async with assembly.open_service(bare, clock=world.clock) as opened:
@@ -341,6 +378,9 @@ class TestFal(Contract):
 
     def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
         return {"key": TOKEN, "base_url": sim.fal_queue_url, "jwks_url": sim.fal_jwks_url}
+
+    def job_name(self, model: str, job_id: str) -> str:
+        return f"{model}/{job_id}"  # a request id alone does not say which app's queue
 
     @pytest.fixture
     def world(self, tmp_path: Path, db_url: str, contract_sim: simulator.RunningSimulator) -> World:

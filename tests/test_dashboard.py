@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from reelwatch import serving, settings, simulator
+from reelwatch.simulator import samples
 from reelwatch.web import create_app
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -65,7 +66,7 @@ class Site:
 
 @contextlib.contextmanager
 def _site(
-    tmp_path: Path, **changes: Any
+    tmp_path: Path, *, every_provider: bool = False, **changes: Any
 ) -> Iterator[tuple[str, simulator.RunningSimulator, OffsetClock]]:
     config = simulator.SimConfig(
         api_key="sk-dash", queue_s=(0.5, 0.5), render_s=(6.0, 6.0), sample_media=True
@@ -73,7 +74,11 @@ def _site(
     with simulator.running(config) as sim:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
-            "provider_config": {"openai": {"api_key": "sk-dash", "base_url": sim.base_url}},
+            "provider_config": (
+                samples.client_config(sim, "sk-dash")
+                if every_provider
+                else {"openai": {"api_key": "sk-dash", "base_url": sim.base_url}}
+            ),
             "poll_min_seconds": 0.3,
             "poll_max_seconds": 1.0,
             **changes,
@@ -87,6 +92,14 @@ def _site(
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     with _site(tmp_path) as (origin, sim, clock):
+        async with httpx.AsyncClient(base_url=origin, timeout=10) as api:
+            yield Site(origin, api, sim, clock)
+
+
+@pytest.fixture
+async def site_all(tmp_path: Path) -> AsyncIterator[Site]:
+    """A site with every provider configured against the simulator."""
+    with _site(tmp_path, every_provider=True) as (origin, sim, clock):
         async with httpx.AsyncClient(base_url=origin, timeout=10) as api:
             yield Site(origin, api, sim, clock)
 
@@ -149,6 +162,31 @@ async def test_list_moves_live_and_toasts_on_completion(site: Site, page: Page) 
     await page.screenshot(path=shot("list.png"), full_page=True)
     link = toast.locator("a")
     assert (await link.get_attribute("href") or "").startswith("/generations/")
+
+
+async def test_providers_side_by_side_with_their_own_step_words(site_all: Site, page: Page) -> None:
+    """Each row names its provider; a queued fal request says where it is in the queue, live;
+    the provider filter shows only that provider's generations."""
+    site = site_all
+    waiting = await site.create("[sim:queue=40,render=5] waits its turn", provider="fal")
+    others = [
+        await site.create("[sim:queue=0,render=3] a harbour at dusk", provider="replicate"),
+        await site.create("[sim:queue=0,render=3] a paper boat", provider="openai"),
+    ]
+    await page.goto(site.origin + "/")
+    row = page.locator(f'tr[data-generation="{waiting["id"]}"]')
+    await expect(row).to_contain_text("fal · fal-ai/veo3/fast")
+    await expect(row).to_contain_text("ahead in the queue", timeout=15000)
+    for g in others:
+        await site.wait_for(g["id"], "completed")
+        other = page.locator(f'tr[data-generation="{g["id"]}"]')
+        await expect(other).to_contain_text(g["provider"])
+        await expect(other.locator(".badge")).to_have_text("Ready", timeout=15000)
+    await page.screenshot(path=shot("providers.png"), full_page=True)
+    await page.select_option("select[name=provider]", "fal")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("tr[data-generation]")).to_have_count(1)
+    await expect(page.locator(f'tr[data-generation="{waiting["id"]}"]')).to_be_visible()
 
 
 async def test_generation_page_plays_the_video_and_shows_the_timeline(

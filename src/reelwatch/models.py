@@ -84,8 +84,8 @@ class RemoteVideo:
     prompt: str | None = None
     size: str | None = None
     seconds: str | None = None
-    # The adapter's handle beyond video_id, kept with the generation (fal: the app id; once
-    # finished, output URLs). Merged into `Generation.remote` on every answer.
+    # The adapter's handle beyond video_id, kept with the generation (an app id, an operation
+    # name; once finished, output URLs). Merged into `Generation.remote` on every answer.
     remote: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # The job's inputs as the adapter validates them (for matching a lost create in a list).
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)

@@ -203,6 +203,11 @@ class Service:
         catalogue = providers.catalogue(name)
         model = request.model or catalogue.default_model
         inputs = catalogue.validate(model, request.params)
+        if request.input_reference is not None and not catalogue.capabilities.input_reference:
+            raise exceptions.InvalidInput(
+                f"input_reference: {name} takes no uploaded file; give an image URL as a param"
+                " (its model's input name, e.g. image)"
+            )
         runner = self.require_engine(name)
         now = self.clock.now()
         generation = Generation(
@@ -263,10 +268,12 @@ class Service:
             raise exceptions.InvalidInput("video_id: 1 to 200 printable ASCII characters")
         runner = self.require_engine(provider)
         name = runner.name
+        ref = runner.provider.catalogue.ref(video_id)
+        video_id = ref.video_id
         if await self.store.find(name, video_id) is not None:
             raise exceptions.InvalidInput(f"video_id: {video_id} is already tracked")
         try:
-            remote = await runner.provider.retrieve(Ref(video_id))
+            remote = await runner.provider.retrieve(ref)
         except exceptions.ProviderNotFound as exc:
             raise exceptions.InvalidInput(
                 f"video_id: the provider does not know {video_id}"
@@ -288,7 +295,7 @@ class Service:
             watch_started_at=now,
             submitted_at=remote.created_at or now,
             next_poll_at=now,
-            remote=remote.remote,
+            remote={**ref.remote, **remote.remote},
         )
         claim = await self.store.create(
             generation,

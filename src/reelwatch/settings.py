@@ -31,8 +31,8 @@ class Settings(BaseSettings):
         15.0, gt=0, le=7 * 24 * 60, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES")
     )
     api_token: str | None = Field(None, validation_alias=_env("REELWATCH_API_TOKEN"))
-    # Providers: each adapter reads its own credentials (OPENAI_API_KEY, REPLICATE_API_TOKEN,
-    # FAL_KEY, ...; see `reelwatch providers`); these are what the core needs of them.
+    # Providers: each adapter reads its own credentials and base URL (its `Config` in
+    # providers/; `reelwatch providers` lists them); these are what the core needs of them.
     default_provider: str | None = Field(None, validation_alias=_env("REELWATCH_PROVIDER"))
     provider_config: dict[str, dict[str, Any]] = Field(
         default_factory=dict, validation_alias=_env("REELWATCH_PROVIDER_CONFIG")

@@ -45,6 +45,8 @@ class Capabilities:
     webhooks: str | None  # the signature scheme of its webhooks, None if it sends none
     variants: tuple[Variant, ...]  # the assets a finished job has (the video always first)
     asset_lifetime: str  # for people: how long the provider keeps the file
+    # Takes an uploaded first-frame file; others take image URLs as params (their own names).
+    input_reference: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class Capabilities:
             "webhooks": self.webhooks,
             "variants": [v.value for v in self.variants],
             "asset_lifetime": self.asset_lifetime,
+            "input_reference": self.input_reference,
         }
 
 
@@ -140,6 +143,11 @@ class Catalogue(Protocol):
     ) -> float | None:
         """Estimated USD price of one run; `prices` (USD per generated second, per model) are
         the user's overrides of the built-in table. None when the price is unknown."""
+        ...
+
+    def ref(self, job: str) -> Ref:
+        """A job created elsewhere, named as its provider's users name it (`track`); raises
+        InvalidInput when it cannot be one."""
         ...
 
 
@@ -258,3 +266,24 @@ def retry_after_s(headers: Mapping[str, str], now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+_PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+MAX_PARAM_CHARS = 2000
+
+
+def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs of a model reached through an aggregator (any model's own names): plain names and
+    plain values, the prompt given as the prompt. Raises InvalidInput naming the input."""
+    clean: dict[str, Any] = {}
+    for key, value in params.items():
+        if not _PARAM_NAME.fullmatch(key):
+            raise exceptions.InvalidInput(f"params: {key!r} is not an input name")
+        if key == "prompt":
+            raise exceptions.InvalidInput("params: give the prompt as the prompt, not a param")
+        if not isinstance(value, str | int | float | bool):
+            raise exceptions.InvalidInput(f"params: {key} must be a string or a number")
+        if isinstance(value, str) and (len(value) > MAX_PARAM_CHARS or "\x00" in value):
+            raise exceptions.InvalidInput(f"params: {key} is too long or has NUL characters")
+        clean[key] = value
+    return clean

@@ -67,11 +67,9 @@ PRICES: Mapping[str, float] = {
 }
 MODELS = tuple(PRICES)
 _APP = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*){1,5}", re.IGNORECASE)
-_PARAM = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 _PERCENT = re.compile(r"(\d{1,3})\s*%")
 MODERATION_TYPES = frozenset({"content_policy_violation", "moderation", "nsfw"})
-MAX_PARAM_CHARS = 2000
 
 
 class Catalogue:
@@ -95,23 +93,23 @@ class Catalogue:
             raise exceptions.InvalidInput(
                 f"model: {model!r} is not a fal endpoint id like {MODELS[0]}"
             )
-        clean: dict[str, Any] = {}
-        for key, value in params.items():
-            if not _PARAM.fullmatch(key):
-                raise exceptions.InvalidInput(f"params: {key!r} is not an input name")
-            if key == "prompt":
-                raise exceptions.InvalidInput("params: give the prompt as the prompt, not a param")
-            if not isinstance(value, str | int | float | bool):
-                raise exceptions.InvalidInput(f"params: {key} must be a string or a number")
-            if isinstance(value, str) and (len(value) > MAX_PARAM_CHARS or "\x00" in value):
-                raise exceptions.InvalidInput(f"params: {key} is too long or has NUL characters")
-            clean[key] = value
+        clean = base.plain_params(params)
         return base.Inputs(clean, seconds=_seconds(clean.get("duration")), size=_size(clean))
 
     def estimate_cost(
         self, model: str, params: Mapping[str, Any], prices: Mapping[str, float]
     ) -> float | None:
         return base.price(PRICES, prices, model, _seconds(params.get("duration")))
+
+    def ref(self, job: str) -> base.Ref:
+        """`owner/app[/path]/REQUEST_ID`: the request id alone does not say which queue."""
+        endpoint, _, request_id = job.strip().rpartition("/")
+        if not _APP.fullmatch(endpoint) or not _REQUEST_ID.fullmatch(request_id):
+            raise exceptions.InvalidInput(
+                f"video_id: give a fal request as its endpoint id and request id, like "
+                f"{MODELS[0]}/764cabcf-b745-4b3e-ae38-1200304cf45b"
+            )
+        return base.Ref(request_id, {"app": _app(AppId.from_endpoint_id(endpoint))})
 
 
 CATALOGUE = Catalogue()

@@ -102,6 +102,7 @@ class Catalogue:
         webhooks="standard-webhooks",
         variants=(Variant.VIDEO, Variant.THUMBNAIL, Variant.SPRITESHEET),
         asset_lifetime="until expires_at (about an hour after completion)",
+        input_reference=True,
     )
 
     def validate(self, model: str, params: Mapping[str, Any]) -> base.Inputs:
@@ -139,6 +140,9 @@ class Catalogue:
         if pro and params.get("size") in PRO_LARGE_SIZES:
             per_second = 0.50
         return round(per_second * seconds, 2)
+
+    def ref(self, job: str) -> base.Ref:
+        return base.Ref(job)
 
 
 CATALOGUE = Catalogue()

@@ -62,9 +62,7 @@ PRICES: Mapping[str, float] = {
 MODELS = tuple(PRICES)
 _MODEL = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?", re.IGNORECASE)
 _VERSION = re.compile(r"[0-9a-f]{64}")
-_PARAM = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 _RESETS = re.compile(r"resets in ~?(\d+(?:\.\d+)?)\s*s")
-MAX_PARAM_CHARS = 2000
 MAX_LIST_PAGES = 10  # reconciliation looks back a few minutes; ten pages is far more
 
 
@@ -89,17 +87,7 @@ class Catalogue:
             raise exceptions.InvalidInput(
                 f"model: {model!r} is not owner/name or owner/name:version (e.g. {MODELS[0]})"
             )
-        clean: dict[str, Any] = {}
-        for key, value in params.items():
-            if not _PARAM.fullmatch(key):
-                raise exceptions.InvalidInput(f"params: {key!r} is not an input name")
-            if key == "prompt":
-                raise exceptions.InvalidInput("params: give the prompt as the prompt, not a param")
-            if not isinstance(value, str | int | float | bool):
-                raise exceptions.InvalidInput(f"params: {key} must be a string or a number")
-            if isinstance(value, str) and (len(value) > MAX_PARAM_CHARS or "\x00" in value):
-                raise exceptions.InvalidInput(f"params: {key} is too long or has NUL characters")
-            clean[key] = value
+        clean = base.plain_params(params)
         seconds = clean.get("duration", clean.get("seconds"))
         size = clean.get("aspect_ratio", clean.get("resolution"))
         return base.Inputs(
@@ -115,6 +103,9 @@ class Catalogue:
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
             return None
         return base.price(PRICES, prices, model.split(":")[0], float(seconds))
+
+    def ref(self, job: str) -> base.Ref:
+        return base.Ref(job)
 
 
 CATALOGUE = Catalogue()

@@ -13,6 +13,8 @@ from reelwatch.web.errors import ApiError
 router = APIRouter()
 
 
+# The path is the original monitor's, kept for the schedulers that call it (../shared/CONTRACT.md);
+# it runs a cycle for every configured provider.
 @router.get("/api/cron/poll-sora-status")
 async def poll(request: Request) -> dict[str, Any]:
     """Run one worker cycle; answers the cycle summary. `Authorization: Bearer $CRON_SECRET`.
