@@ -10,6 +10,7 @@ fail.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reelwatch import assembly, clock, exceptions, service, simulator
 from reelwatch.models import Generation, Status, Variant
 from reelwatch.providers.base import CreateRequest, WebhookRejected
+from reelwatch.simulator import replicate as sim_replicate
 from tests.conftest import World, make_settings
 
 TOKEN = "sk-test"
@@ -235,6 +237,17 @@ class Contract:
             assert after.status is Status.FAILED
             assert after.error is not None and after.error.code == "create_unknown"
 
+    async def test_a_429_on_create_is_sent_again_later_never_taken_for_lost(
+        self, svc: service.Service, world: World
+    ) -> None:
+        world.sim.sim.inject(self.create_route, "rate_limit", retry_after=2)
+        g = await self.submit(svc, "[sim:queue=0,render=4] refused at first")
+        assert g.status is Status.PENDING and not g.submit_ambiguous and g.video_id is None
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+        assert world.sim.sim.stats()["creates"] == 1
+        assert self.requests(world, self.create_route) == 2
+
     async def test_cancel_stops_the_job_at_the_provider_where_it_can(
         self, svc: service.Service, world: World
     ) -> None:
@@ -340,6 +353,15 @@ class TestOpenAI(Contract):
         body = {"id": "evt_1", "type": "video.completed", "data": {"id": job_id}}
         return _standard_delivery(OPENAI_SECRET, body, at, forged)
 
+    async def test_content_not_ready_yet_is_retried_not_expired(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """The API answers 404 "not ready" on /content just after completion: try again."""
+        g = await self.submit(svc, "[sim:queue=0,render=3] a moment late")
+        world.sim.sim.inject(self.files_route, "error", status=404, count=2)
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+
 
 class TestReplicate(Contract):
     name = "replicate"
@@ -365,6 +387,20 @@ class TestReplicate(Contract):
         body = {"id": job_id, "status": "succeeded", "output": None}
         return _standard_delivery(REPLICATE_SECRET, body, at, forged)
 
+    async def test_a_lost_create_pinned_to_a_version_is_found(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """The list names the model without the version the request pinned."""
+        model = "google/veo-3-fast:" + sim_replicate.version_id("google/veo-3-fast")
+        world.sim.sim.inject(self.create_route, "create_then_fail")
+        g = await svc.submit(
+            service.SubmitRequest("[sim:queue=0,render=30] pinned", provider=self.name, model=model)
+        )
+        assert g.submit_ambiguous
+        after = await self.settle(svc, world, g.id, until=lambda g: not g.submit_ambiguous)
+        assert after.video_id is not None and after.active
+        assert world.sim.sim.stats()["creates"] == 1
+
 
 class TestFal(Contract):
     name = "fal"
@@ -381,6 +417,50 @@ class TestFal(Contract):
 
     def job_name(self, model: str, job_id: str) -> str:
         return f"{model}/{job_id}"  # a request id alone does not say which app's queue
+
+    async def test_a_submit_that_never_left_is_sent_again_not_handed_to_a_person(
+        self, world: World
+    ) -> None:
+        closed = {**self.provider_config(world.sim), "base_url": "http://127.0.0.1:9/fal/"}
+        unreachable = world.with_settings(provider_config={self.name: closed})
+        async with assembly.open_service(unreachable.settings, clock=world.clock) as svc:
+            g = await self.submit(svc, "[sim:queue=0,render=3] never sent")
+            assert g.status is Status.PENDING and not g.submit_ambiguous
+            world.advance_to(g.next_poll_at)
+            await svc.require_engine(self.name).cycle()
+            again = await svc.get(g.id)
+        assert again.status is Status.PENDING and again.error is None and again.attempts >= 2
+        assert world.sim.sim.stats()["creates"] == 0
+
+    async def test_a_refused_result_read_is_retried_not_failed(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """A 401 on the result GET (a rotated key) is not the job's fault."""
+        g = await self.submit(svc, "[sim:queue=0,render=3] kept")
+        world.sim.sim.inject("fal.result", "error", status=401, count=1)
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+        assert self.requests(world, "fal.result") >= 2
+
+    async def test_endpoint_ids_the_sdk_cannot_read_are_refused(self, svc: service.Service) -> None:
+        with pytest.raises(exceptions.InvalidInput, match="model"):
+            await svc.submit(service.SubmitRequest("x", provider=self.name, model="workflows/x"))
+        with pytest.raises(exceptions.InvalidInput, match="video_id"):
+            await svc.track("workflows/x/764cabcf-b745-4b3e", provider=self.name)
+        assert (await svc.page()).items == []
+
+    async def test_forged_deliveries_cannot_make_it_fetch_keys_again_and_again(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=600] long")
+        at = datetime.fromtimestamp(world.sim.sim.clock.now(), UTC)
+        forged = [self.delivery(g.video_id or "", at=at, forged=True) for _ in range(20)]
+        results = await asyncio.gather(
+            *(svc.webhook(self.name, h, b) for h, b in forged), return_exceptions=True
+        )
+        assert all(isinstance(r, WebhookRejected) for r in results), results
+        # One fetch when the first delivery came (nothing cached), at most one more for rotation.
+        assert self.requests(world, "fal.jwks") <= 2
 
     @pytest.fixture
     def world(self, tmp_path: Path, db_url: str, contract_sim: simulator.RunningSimulator) -> World:

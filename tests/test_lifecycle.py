@@ -330,6 +330,39 @@ def test_a_known_status_after_an_unknown_one_lifts_the_attention() -> None:
     assert again.generation.attention is None
 
 
+def test_a_known_status_after_a_long_unknown_stretch_is_not_timed_out_at_once() -> None:
+    """The time spent in words nobody knew is not held against the job: its timeout starts
+    again when the provider speaks plainly; a stretch of known words is still timed out."""
+    odd = decide(generation(Status.IN_PROGRESS), lifecycle.Polled(video(RemoteStatus.UNKNOWN, 50)))
+    late = DEADLINE_S + 3600.0
+    again = decide(odd.generation, lifecycle.Polled(video(RemoteStatus.IN_PROGRESS, 60)), now=late)
+    assert again.generation.status is Status.IN_PROGRESS and again.generation.attention is None
+    still = decide(
+        again.generation, lifecycle.Polled(video(RemoteStatus.IN_PROGRESS, 60)), now=late
+    )
+    assert still.generation.status is Status.IN_PROGRESS
+    past = decide(
+        again.generation,
+        lifecycle.Polled(video(RemoteStatus.IN_PROGRESS, 60)),
+        now=late + DEADLINE_S + 1,
+    )
+    assert past.generation.status is Status.FAILED and past.generation.error is not None
+    assert past.generation.error.code == "timeout"
+
+
+def test_a_429_or_an_unsent_create_is_no_longer_ambiguous() -> None:
+    """A create refused with 429, or one that never left, created nothing: send it again."""
+    g = generation(Status.PENDING, video_id=None, submit_ambiguous=True)
+    for observation in (
+        lifecycle.RateLimited(2.0, nothing_created=True),
+        lifecycle.Transient("ConnectError", nothing_created=True),
+    ):
+        d = decide(g, observation)
+        assert d.generation.status is Status.PENDING and not d.generation.submit_ambiguous
+    for observation in (lifecycle.RateLimited(2.0), lifecycle.Transient("ReadTimeout")):
+        assert decide(g, observation).generation.submit_ambiguous  # a list call: still unknown
+
+
 def test_a_lost_create_the_provider_cannot_list_fails_as_create_unknown() -> None:
     """No list to look in: never resubmitted (that could pay twice); a person decides."""
     g = generation(Status.PENDING, video_id=None, submit_ambiguous=True)

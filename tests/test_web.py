@@ -149,6 +149,10 @@ async def test_track_by_video_id(server: Server) -> None:
         (b'{"prompt": ""}', 400, "prompt: must not be empty"),
         (b'{"prompt": "x", "size": "1x1"}', 400, "size:"),
         (b"[]", 422, "Input should be an object"),
+        (b'{"prompt": "x", "params": {"seconds": NaN}}', 422, "params"),
+        (b'{"prompt": "x", "provider": "replicate", "params": {"duration": 1e999}}', 422, "params"),
+        (b'{"prompt": "x", "provider": "fal", "model": "workflows/x"}', 400, "model:"),
+        (b'{"prompt": "x", "provider": "fal", "params": {"duration": 10000000000}}', 400, "params"),
     ],
 )
 async def test_bad_create_bodies_are_4xx_and_write_nothing(

@@ -110,7 +110,7 @@ async def fetch(
 def _code(exc: BaseException, *, rate_limited: bool) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "disk_full"
-    if isinstance(exc, exceptions.ProviderNotFound):
+    if isinstance(exc, exceptions.AssetGone):
         return "asset_expired"  # the provider says the finished file is gone: no retry helps
     return "rate_limited" if rate_limited else "download_failed"
 

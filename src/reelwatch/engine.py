@@ -561,6 +561,10 @@ class Engine:
         started = time.perf_counter()
         try:
             observation = await self._holding(claim, work)
+        except exceptions.ProviderUnreachable as exc:
+            self._breaker_failed()
+            latency = time.perf_counter() - started
+            return lifecycle.Transient(exc.message, latency, nothing_created=phase == "submit")
         except exceptions.ProviderUnavailable as exc:
             self._breaker_failed()
             if phase == "submit":
@@ -716,7 +720,9 @@ def _refusal(exc: exceptions.ProviderError, phase: str, latency_s: float) -> lif
     """A provider's answer that refuses the call (429, 404, other 4xx) as an observation."""
     match exc:
         case exceptions.ProviderRateLimited():
-            return lifecycle.RateLimited(exc.retry_after_s, exc.message)
+            return lifecycle.RateLimited(
+                exc.retry_after_s, exc.message, nothing_created=phase == "submit"
+            )
         case exceptions.ProviderNotFound():
             if phase == "submit":
                 return lifecycle.SubmitRejected(ErrorInfo("not_found", exc.message), 404)
@@ -736,7 +742,10 @@ def _refusal(exc: exceptions.ProviderError, phase: str, latency_s: float) -> lif
 def _same_request(g: Generation, video: RemoteVideo) -> bool:
     """Whether a listed job is this generation's: the prompt, and every input both name (the
     adapter reads a listed job's inputs into the same form it validated them into)."""
-    if video.prompt != g.prompt or (video.model is not None and video.model != g.model):
+    if video.prompt != g.prompt:
+        return False
+    # A list may name the model without the version the request pinned (`owner/name:version`).
+    if video.model is not None and video.model not in (g.model, g.model.partition(":")[0]):
         return False
     shared = set(video.params) & set(g.params)
     return all(video.params[name] == g.params[name] for name in shared)

@@ -64,6 +64,12 @@ class ProviderNotFound(ProviderError):
     code = "not_found"
 
 
+class AssetGone(ProviderNotFound):
+    """A finished job's file can no longer be fetched (expired or removed): no retry helps."""
+
+    code = "asset_expired"
+
+
 class ProviderRateLimited(ProviderError):
     """The provider asked us to slow down (429)."""
 
@@ -78,6 +84,11 @@ class ProviderUnavailable(ProviderError):
     """The provider could not answer now (5xx, timeout, connection error); try again later."""
 
     code = "provider_unavailable"
+
+
+class ProviderUnreachable(ProviderUnavailable):
+    """The request never reached the provider (connection refused, unknown host, connect
+    timeout): whatever it asked for was not done."""
 
 
 class ProviderRejected(ProviderError):

@@ -26,6 +26,7 @@ from reelwatch.models import (
     Variant,
 )
 
+UNKNOWN_STATUS = "unknown_status"  # the attention reason's prefix for unknown words
 OPTIONAL_TRIES = 5  # download attempts before a stored video completes without its extras
 QUARANTINE_S = 600.0  # a quarantined generation (poison pill) is tried again this rarely
 POISON_CLAIMS = 5  # claims without a step written before a generation is quarantined
@@ -93,6 +94,7 @@ class RateLimited:
     retry_after_s: float | None
     message: str = "rate limited"
     local: bool = False  # True when no request was sent (the worker's own pause)
+    nothing_created: bool = False  # a create refused: a pending one is no longer ambiguous
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class Transient:
 
     reason: str
     latency_s: float = 0.0
+    nothing_created: bool = False  # a create that never left (connection refused, DNS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -344,7 +347,9 @@ def _decide(
         case Vanished(message=message, latency_s=latency):
             error = ErrorInfo("not_found", f"The provider no longer knows this video: {message}")
             return _fail(g, error, now, {"latency_ms": _ms(latency)})
-        case RateLimited(retry_after_s=retry_after, message=message, local=local):
+        case RateLimited(
+            retry_after_s=retry_after, message=message, local=local, nothing_created=unsent
+        ):
             failures = g.failures + 1
             if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
                 # No earlier than Retry-After; a little jitter after it spreads the herd.
@@ -357,6 +362,7 @@ def _decide(
                 attempts=g.attempts + (0 if local else 1),
                 failures=failures,
                 next_poll_at=now + timedelta(seconds=delay),
+                submit_ambiguous=_still_ambiguous(g, unsent),
             )
             data = {
                 "retry_after_s": retry_after,
@@ -365,7 +371,7 @@ def _decide(
                 "message": message,
             }
             return Decision(new, NewEvent(EventKind.RATE_LIMITED, data))
-        case Transient(reason=reason, latency_s=latency):
+        case Transient(reason=reason, latency_s=latency, nothing_created=unsent):
             failures = g.failures + 1
             delay = schedule.backoff_s(failures, policy, rand)
             new = dataclasses.replace(
@@ -373,6 +379,7 @@ def _decide(
                 attempts=g.attempts + 1,
                 failures=failures,
                 next_poll_at=now + timedelta(seconds=delay),
+                submit_ambiguous=_still_ambiguous(g, unsent),
             )
             data = {"reason": reason, "delay_s": delay, "latency_ms": _ms(latency)}
             return Decision(new, NewEvent(EventKind.RETRY_SCHEDULED, data))
@@ -443,6 +450,12 @@ def _ignored(g: Generation, observation: Observation, now: datetime) -> Decision
 
 def _timed_out(g: Generation, now: datetime, policy: schedule.Policy) -> bool:
     return g.status in RENDERING and now >= schedule.deadline(g, policy)
+
+
+def _still_ambiguous(g: Generation, nothing_created: bool) -> bool:
+    """A create flagged before it was sent stops being ambiguous once the provider refused it
+    (429) or it never left: nothing exists to reconcile, so it is simply sent again."""
+    return g.submit_ambiguous and not (nothing_created and g.status is Status.PENDING)
 
 
 def _fail(g: Generation, error: ErrorInfo, now: datetime, data: dict[str, Any]) -> Decision:
@@ -555,7 +568,7 @@ def _polled(
             delay = schedule.clamp(
                 schedule.backoff_s(failures, policy, rand), policy.poll_min_s, policy.backoff_max_s
             )
-            reason = f"unknown_status: the provider reported {video.raw_status[:60]!r}"
+            reason = f"{UNKNOWN_STATUS}: the provider reported {video.raw_status[:60]!r}"
             new = dataclasses.replace(
                 base,
                 failures=failures,
@@ -578,6 +591,10 @@ def _polled(
         started_progress=g.started_progress if g.started_at else progress,
         last_progress_at=now if changed else g.last_progress_at,
     )
+    if (g.attention or "").startswith(UNKNOWN_STATUS):
+        # Back to words we know after a stretch of unknown ones: that stretch is not held
+        # against the job, so its timeout starts again from here.
+        new = dataclasses.replace(new, watch_started_at=now)
     if _timed_out(new, now, policy):
         return _timeout(new, now, policy)
     first_look = g.started_at is None and status is Status.IN_PROGRESS

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import enum
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import httpx
 
 from reelwatch import exceptions
 from reelwatch.models import Endpoint, ErrorInfo, RemoteStatus, RemoteVideo, Variant
@@ -270,6 +273,7 @@ def retry_after_s(headers: Mapping[str, str], now: datetime) -> float | None:
 
 _PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 MAX_PARAM_CHARS = 2000
+MAX_PARAM_INT = 10**9  # fits the database's 32-bit integers
 
 
 def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,7 +287,20 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
             raise exceptions.InvalidInput("params: give the prompt as the prompt, not a param")
         if not isinstance(value, str | int | float | bool):
             raise exceptions.InvalidInput(f"params: {key} must be a string or a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise exceptions.InvalidInput(f"params: {key} must be a finite number")
+        if isinstance(value, int) and abs(value) > MAX_PARAM_INT:
+            raise exceptions.InvalidInput(f"params: {key} must be at most {MAX_PARAM_INT:,}")
         if isinstance(value, str) and (len(value) > MAX_PARAM_CHARS or "\x00" in value):
             raise exceptions.InvalidInput(f"params: {key} is too long or has NUL characters")
         clean[key] = value
     return clean
+
+
+def unavailable(exc: Exception) -> exceptions.ProviderUnavailable:
+    """An httpx transport failure, saying whether the request can have reached the provider
+    (a connection that was never made sent nothing; a create that failed so was not done)."""
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return exceptions.ProviderUnreachable(message)
+    return exceptions.ProviderUnavailable(message)

@@ -89,7 +89,7 @@ class Catalogue:
     )
 
     def validate(self, model: str, params: Mapping[str, Any]) -> base.Inputs:
-        if not _APP.fullmatch(model):
+        if _app_id(model) is None:
             raise exceptions.InvalidInput(
                 f"model: {model!r} is not a fal endpoint id like {MODELS[0]}"
             )
@@ -104,12 +104,13 @@ class Catalogue:
     def ref(self, job: str) -> base.Ref:
         """`owner/app[/path]/REQUEST_ID`: the request id alone does not say which queue."""
         endpoint, _, request_id = job.strip().rpartition("/")
-        if not _APP.fullmatch(endpoint) or not _REQUEST_ID.fullmatch(request_id):
+        app = _app_id(endpoint)
+        if app is None or not _REQUEST_ID.fullmatch(request_id):
             raise exceptions.InvalidInput(
                 f"video_id: give a fal request as its endpoint id and request id, like "
                 f"{MODELS[0]}/764cabcf-b745-4b3e-ae38-1200304cf45b"
             )
-        return base.Ref(request_id, {"app": _app(AppId.from_endpoint_id(endpoint))})
+        return base.Ref(request_id, {"app": _app(app)})
 
 
 CATALOGUE = Catalogue()
@@ -211,7 +212,7 @@ class Fal:
         self._webhook_url = webhook_url
         self._timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
         self._sdk = AsyncClient(key=key, default_timeout=timeout_s)
-        self._files = output_urls.Fetcher(timeout_s=timeout_s)
+        self._files = output_urls.Fetcher(timeout_s=timeout_s, trusted=base_url)
         self._http: httpx.AsyncClient | None = None
 
     async def _client(self) -> httpx.AsyncClient:
@@ -278,6 +279,8 @@ class Fal:
             error = ErrorInfo("asset_expired", "fal no longer keeps this request's result")
             return self._video(ref, RemoteStatus.FAILED, raw, error=error)
         except exceptions.ProviderRejected as exc:
+            if exc.http_status != 422 and exc.error_code.startswith("http_"):
+                raise  # 401, 403, 400 without fal's error type: not the job's fault, try again
             return self._video(ref, RemoteStatus.FAILED, raw, error=_rejected(exc))
         url = _video_url(result)
         now = self._clock.now()
@@ -325,7 +328,7 @@ class Fal:
     async def download(self, ref: base.Ref, variant: Variant) -> AsyncIterator[base.Download]:
         url = ref.remote.get("output_url")
         if variant is not Variant.VIDEO or not isinstance(url, str):
-            raise exceptions.ProviderNotFound(f"no {variant.value} among the outputs")
+            raise exceptions.AssetGone(f"no {variant.value} among the outputs")
         async with self._files.open(url, self._clock.now()) as download:
             yield download
 
@@ -349,7 +352,7 @@ class Fal:
         try:
             response = await client.request(method, url, timeout=self._timeout, **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise exceptions.ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise base.unavailable(exc) from exc
         try:
             data = response.json()
         except ValueError:
@@ -367,6 +370,17 @@ _system = clock.SystemClock()
 def _origin(url: str) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _app_id(endpoint: str) -> AppId | None:
+    """The SDK's reading of an endpoint id, or None when it is not one (the SDK raises
+    IndexError on `workflows/x`: a namespace needs owner and app after it)."""
+    if not _APP.fullmatch(endpoint):
+        return None
+    try:
+        return AppId.from_endpoint_id(endpoint)
+    except (IndexError, ValueError):
+        return None
 
 
 def _app(app: AppId) -> str:
@@ -464,7 +478,7 @@ class JwksVerifier:
         self._url = url
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
         self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
+        self._tried_at: float | None = None
         self._lock = asyncio.Lock()
 
     async def verify(
@@ -495,21 +509,24 @@ class JwksVerifier:
         return base.WebhookEvent(request_id, job_id, f"fal.{status}"[:60], terminal=True)
 
     async def _verified(self, message: bytes, signature: bytes) -> bool:
-        stale = self._fetched_at is None or time.monotonic() - self._fetched_at > JWKS_TTL_S
-        if stale:
-            await self._refresh()
+        await self._refresh(JWKS_TTL_S)
         if _any_verifies(self._keys, message, signature):
             return True
-        if (
-            self._fetched_at is not None
-            and time.monotonic() - self._fetched_at < JWKS_REFRESH_MIN_S
-        ):
-            return False  # just fetched: a forged signature must not make us fetch again
-        await self._refresh()  # keys may have rotated
-        return _any_verifies(self._keys, message, signature)
+        # The keys may have rotated. Whatever arrives (forged deliveries too), that is one
+        # fetch per JWKS_REFRESH_MIN_S, failed attempts included.
+        if await self._refresh(JWKS_REFRESH_MIN_S):
+            return _any_verifies(self._keys, message, signature)
+        if not self._keys:
+            raise exceptions.ProviderUnavailable("fal's keys could not be fetched yet")
+        return False
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, older_than_s: float) -> bool:
+        """Fetch the keys unless an attempt was made in the last `older_than_s` (checked under
+        the lock, so concurrent deliveries share one fetch); whether keys were read."""
         async with self._lock:
+            if self._tried_at is not None and time.monotonic() - self._tried_at < older_than_s:
+                return False
+            self._tried_at = time.monotonic()
             try:
                 response = await self._client.get(self._url)
                 response.raise_for_status()
@@ -517,9 +534,9 @@ class JwksVerifier:
             except (httpx.HTTPError, ValueError) as exc:
                 if not self._keys:
                     raise exceptions.ProviderUnavailable(f"fal's keys: {exc}") from exc
-                return  # keep the keys we have
+                return False  # keep the keys we have
             self._keys = _keys_of(document)
-            self._fetched_at = time.monotonic()
+            return True
 
     async def aclose(self) -> None:
         await self._client.aclose()

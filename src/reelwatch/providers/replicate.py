@@ -200,7 +200,7 @@ class Replicate:
         self._webhook_url = webhook_url
         timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
         self._sdk = Client(api_token=api_token, base_url=base_url, timeout=timeout)
-        self._files = output_urls.Fetcher(timeout_s=timeout_s)
+        self._files = output_urls.Fetcher(timeout_s=timeout_s, trusted=base_url)
         self._http: httpx.AsyncClient | None = None
 
     def _client(self) -> httpx.AsyncClient:
@@ -227,8 +227,9 @@ class Replicate:
         model, _, version = request.model.partition(":")
         try:
             if version:
+                # `owner/name:version` as a whole: the API takes it, and it names the model.
                 prediction = await self._sdk.predictions.async_create(
-                    version=version, input=inputs, **extra
+                    version=request.model, input=inputs, **extra
                 )
             else:
                 prediction = await self._sdk.models.predictions.async_create(
@@ -237,7 +238,7 @@ class Replicate:
         except replicate.exceptions.ReplicateError as exc:
             raise _error(exc.status or 0, exc.detail or str(exc), {}) from exc
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise exceptions.ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise base.unavailable(exc) from exc
         except pydantic_v1.ValidationError as exc:
             raise exceptions.ProviderUnavailable(f"unreadable prediction: {exc}") from exc
         return _remote(prediction.dict(), self._clock.now())
@@ -260,7 +261,13 @@ class Replicate:
                     return
                 yield video
             following = page.get("next")
-            path = following if isinstance(following, str) and following else None
+            path = following if isinstance(following, str) and self._ours(following) else None
+
+    def _ours(self, url: str) -> bool:
+        """A path, or a URL on the API's own origin: the token is never sent anywhere else."""
+        if url.startswith("/") and not url.startswith("//"):
+            return True
+        return output_urls.origin(url) == output_urls.origin(self.endpoint.base_url)
 
     async def cancel(self, ref: base.Ref) -> None:
         self._client()
@@ -269,7 +276,7 @@ class Replicate:
         except replicate.exceptions.ReplicateError as exc:
             raise _error(exc.status or 0, exc.detail or str(exc), {}) from exc
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise exceptions.ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise base.unavailable(exc) from exc
         except pydantic_v1.ValidationError:
             return  # answered with a prediction the SDK cannot read (aborted): it has ended
 
@@ -277,7 +284,7 @@ class Replicate:
     async def download(self, ref: base.Ref, variant: Variant) -> AsyncIterator[base.Download]:
         url = ref.remote.get("output_url")
         if variant is not Variant.VIDEO or not isinstance(url, str):
-            raise exceptions.ProviderNotFound(f"no {variant.value} among the outputs")
+            raise exceptions.AssetGone(f"no {variant.value} among the outputs")
         async with self._files.open(url, self._clock.now()) as download:
             yield download
 
@@ -285,7 +292,7 @@ class Replicate:
         try:
             response = await self._client().get(path)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise exceptions.ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise base.unavailable(exc) from exc
         if response.status_code >= 400:
             raise _error(response.status_code, _detail(response), response.headers)
         try:

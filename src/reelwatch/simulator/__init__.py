@@ -20,7 +20,8 @@ Faults (`Simulator.inject(route, kind, count=1, video_id=None, **params)`, or PO
 routes create, retrieve, list, content, delete, remix; replicate.create, replicate.get,
 replicate.list, replicate.cancel, replicate.files; fal.submit, fal.status, fal.result, fal.cancel,
 fal.files; or "*". Kinds rate_limit (retry_after, retry_after_ms), server_error (status,
-should_retry), latency (seconds), truncate, create_then_fail (create routes only), drop; each
+should_retry), error (status: any other 4xx/5xx), latency (seconds), truncate, create_then_fail
+(create routes only), drop; each
 dialect answers in its own shape. count=-1 lasts until `reset_faults()`.
 
 Controls over HTTP, without auth: GET /_sim/health, GET /_sim/stats, POST /_sim/faults,

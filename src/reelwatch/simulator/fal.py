@@ -595,7 +595,8 @@ class _Fal:
         return StreamingResponse(chunks, headers=headers, media_type=content.CONTENT_TYPES[variant])
 
     async def jwks(self, request: Request) -> Response:
-        """GET /fal-rest/.well-known/jwks.json (public)."""
+        """GET /fal-rest/.well-known/jwks.json (public); counted as `fal.jwks`."""
+        self.sim.count("fal.jwks", None)
         return JSONResponse(self.sim.fal_keys.jwks(), headers={"cache-control": "max-age=86400"})
 
 

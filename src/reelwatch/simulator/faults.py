@@ -42,6 +42,7 @@ class Kind(StrEnum):
     TRUNCATE = "truncate"
     CREATE_THEN_FAIL = "create_then_fail"
     DROP = "drop"
+    ERROR = "error"  # any other 4xx/5xx (`status`), in the dialect's error shape
 
 
 _PARAMS: dict[Kind, frozenset[str]] = {
@@ -51,6 +52,7 @@ _PARAMS: dict[Kind, frozenset[str]] = {
     Kind.TRUNCATE: frozenset(),
     Kind.CREATE_THEN_FAIL: frozenset({"status", "should_retry"}),
     Kind.DROP: frozenset(),
+    Kind.ERROR: frozenset({"status"}),
 }
 
 
@@ -90,7 +92,10 @@ def fault(route: str, kind: str, count: int = 1, **params: Any) -> Fault:
             f"create_then_fail only applies to the create routes {sorted(CREATE_ROUTES)}"
         )
     status = params.get("status")
-    if status is not None and not (isinstance(status, int) and 500 <= status <= 599):
+    if kind_ is Kind.ERROR:
+        if not (isinstance(status, int) and 400 <= status <= 599 and status != 429):
+            raise ValueError("error needs a status: an HTTP 4xx or 5xx code other than 429")
+    elif status is not None and not (isinstance(status, int) and 500 <= status <= 599):
         raise ValueError("status must be an HTTP 5xx code")
     seconds = params.get("seconds", 1.0)
     if kind_ is Kind.LATENCY and not (isinstance(seconds, int | float) and seconds >= 0):
@@ -184,8 +189,12 @@ def server_error(item: Fault, headers: dict[str, str]) -> Response:
     should_retry = item.params.get("should_retry")
     if should_retry is not None:
         headers["x-should-retry"] = "true" if should_retry else "false"
-    body = error_body("The server had an error while processing your request.", "server_error")
-    return JSONResponse(body, status_code=int(item.params.get("status", 500)), headers=headers)
+    status = int(item.params.get("status", 500))
+    if status < 500:
+        body = error_body("The request could not be served.", "invalid_request_error")
+    else:
+        body = error_body("The server had an error while processing your request.", "server_error")
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)

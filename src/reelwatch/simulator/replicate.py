@@ -341,7 +341,9 @@ def _server_error(fault: faults.Fault, headers: Headers) -> Response:
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": "Something went wrong on our end. Please try again.",
+        "detail": "Something went wrong on our end. Please try again."
+        if status >= 500
+        else "The request could not be served.",
     }
     return JSONResponse(body, status_code=status, headers=dict(headers))
 

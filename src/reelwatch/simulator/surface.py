@@ -113,7 +113,7 @@ async def with_fault(
     """Answer one request under an injected fault, in the dialect's shape."""
     if fault.kind is faults.Kind.RATE_LIMIT:
         return answers.rate_limited(fault, headers)
-    if fault.kind is faults.Kind.SERVER_ERROR:
+    if fault.kind in (faults.Kind.SERVER_ERROR, faults.Kind.ERROR):
         return answers.server_error(fault, headers)
     if fault.kind is faults.Kind.DROP:
         return faults.Dropped()

@@ -24,7 +24,7 @@ UPLOAD_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp
 class CreateBody(BaseModel):
     """Submit a new generation, or track one created elsewhere with `video_id`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: str | None = Field(None, max_length=service.MAX_PROMPT + 1)
     provider: str | None = Field(None, max_length=40, description="default: REELWATCH_PROVIDER")
