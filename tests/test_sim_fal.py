@@ -6,11 +6,10 @@ import asyncio
 import base64
 import hashlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import fal_client
@@ -19,14 +18,11 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fal_client.client import Completed, FalClientHTTPError, InProgress, Queued
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from reelwatch.simulator import RunningSimulator, SimConfig, running
 from reelwatch.simulator.fal import MODERATION_MESSAGE
 from reelwatch.simulator.server import serve_in_thread
+from tests.webhook_receiver import Received, Receiver
 
 KEY = "sim-key-id:sim-key-secret"
 CONFIG = SimConfig(
@@ -39,45 +35,6 @@ CONFIG = SimConfig(
 FAST = "[sim:queue=0,render=0.3]"
 APP = "fal-ai/sim-video"
 ENDPOINT = APP + "/v2/text-to-video"
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request the webhook receiver got."""
-
-    body: bytes
-    headers: dict[str, str]
-
-
-class Receiver:
-    """A webhook endpoint that records what arrives and answers planned statuses (then 200)."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self._lock = threading.Lock()
-        self._received: list[Received] = []
-        self._planned: list[int] = []
-        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-
-    async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        with self._lock:
-            self._received.append(Received(body, dict(request.headers)))
-            status = self._planned.pop(0) if self._planned else 200
-        return Response(status_code=status)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._received.clear()
-            self._planned.clear()
-
-    def plan(self, *statuses: int) -> None:
-        with self._lock:
-            self._planned.extend(statuses)
-
-    def received(self) -> list[Received]:
-        with self._lock:
-            return list(self._received)
 
 
 @pytest.fixture(scope="module")

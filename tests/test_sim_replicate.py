@@ -6,10 +6,9 @@ import base64
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import httpx
@@ -20,14 +19,11 @@ from replicate.exceptions import ReplicateError
 from replicate.pagination import paginate
 from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from reelwatch.simulator import RunningSimulator, SimConfig, running
 from reelwatch.simulator.replicate import MODERATION_ERROR, version_id
 from reelwatch.simulator.server import serve_in_thread
+from tests.webhook_receiver import Received, Receiver
 
 TOKEN = "r8_sim_test_token"
 SECRET = "whsec_" + base64.b64encode(b"replicate simulator test secret!").decode()
@@ -39,52 +35,6 @@ CONFIG = SimConfig(
     webhook_retry_base_s=0.01,
 )
 FAST = "[sim:queue=0,render=0.3]"
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request the webhook receiver got."""
-
-    body: bytes
-    headers: dict[str, str]
-
-
-class Receiver:
-    """A webhook endpoint that records what arrives and answers planned statuses (then 200)."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self._lock = threading.Lock()
-        self._received: list[Received] = []
-        self._planned: list[int] = []
-        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-
-    async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        with self._lock:
-            self._received.append(Received(body, dict(request.headers)))
-            status = self._planned.pop(0) if self._planned else 200
-        return Response(status_code=status)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._received.clear()
-            self._planned.clear()
-
-    def plan(self, *statuses: int) -> None:
-        with self._lock:
-            self._planned.extend(statuses)
-
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Received]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                received = list(self._received)
-            if len(received) >= count:
-                return received
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} deliveries, got {len(received)}")
-            time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from tests import webhook_receiver as receivers
+from tests.webhook_receiver import Receiver
 
 from reelwatch.simulator import RunningSimulator, SimConfig, running
 from reelwatch.simulator.server import serve_in_thread
@@ -25,65 +21,10 @@ TEST_CONFIG = SimConfig(queue_s=(2.0, 2.0), render_s=(10.0, 10.0))
 SECRET = "whsec_" + base64.b64encode(b"reelwatch simulator test secret!").decode()
 
 
-@dataclass(frozen=True)
-class Received:
-    """One request the webhook receiver got."""
-
-    body: bytes
-    headers: dict[str, str]
-
-
-class Receiver:
-    """A webhook endpoint that records what arrives and answers planned statuses (then 200)."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self._lock = threading.Lock()
-        self._received: list[Received] = []
-        self._planned: list[int] = []
-        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-
-    async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        with self._lock:
-            self._received.append(Received(body, dict(request.headers)))
-            status = self._planned.pop(0) if self._planned else 200
-        return Response(status_code=status)
-
-    def reset(self) -> None:
-        """Forget what arrived and what was planned."""
-        with self._lock:
-            self._received.clear()
-            self._planned.clear()
-
-    def plan(self, *statuses: int) -> None:
-        """Answer the next requests with these statuses."""
-        with self._lock:
-            self._planned.extend(statuses)
-
-    def received(self) -> list[Received]:
-        """Everything that arrived so far."""
-        with self._lock:
-            return list(self._received)
-
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Received]:
-        """Wait (bounded) until at least `count` requests arrived; return them all."""
-        _eventually(lambda: len(self.received()) >= count, timeout_s)
-        return self.received()
-
-
-def _eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
 @pytest.fixture
 def eventually() -> Callable[..., None]:
     """Wait (bounded, polling every 5 ms) until a predicate holds."""
-    return _eventually
+    return receivers.eventually
 
 
 @pytest.fixture
