@@ -50,6 +50,7 @@ class Contract:
     lists: ClassVar[bool]
     cancels: ClassVar[bool]
     keeps_assets_s: ClassVar[float] = LIFETIME_S
+    settings: ClassVar[dict[str, Any]] = {}  # what else this provider's world needs
 
     def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
         raise NotImplementedError
@@ -88,6 +89,7 @@ class Contract:
             contract_sim.base_url,
             default_provider=self.name,
             provider_config={self.name: self.provider_config(contract_sim)},
+            **self.settings,
         )
         return World(settings, clock.FakeClock(start), contract_sim)
 
@@ -411,6 +413,8 @@ class TestFal(Contract):
     unknown_word = "FAILED"
     lists = False
     cancels = True
+    # fal's webhooks need no secret: they are on when this server has a public URL.
+    settings: ClassVar[dict[str, Any]] = {"public_url": "http://127.0.0.1:9"}
 
     def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
         return {"key": TOKEN, "base_url": sim.fal_queue_url, "jwks_url": sim.fal_jwks_url}
@@ -461,20 +465,6 @@ class TestFal(Contract):
         assert all(isinstance(r, WebhookRejected) for r in results), results
         # One fetch when the first delivery came (nothing cached), at most one more for rotation.
         assert self.requests(world, "fal.jwks") <= 2
-
-    @pytest.fixture
-    def world(self, tmp_path: Path, db_url: str, contract_sim: simulator.RunningSimulator) -> World:
-        # fal's webhooks need no secret: they are on when this server has a public URL.
-        start = datetime.fromtimestamp(contract_sim.sim.clock.now(), UTC)
-        settings = make_settings(
-            tmp_path,
-            db_url,
-            contract_sim.base_url,
-            default_provider=self.name,
-            provider_config={self.name: self.provider_config(contract_sim)},
-            public_url="http://127.0.0.1:9",
-        )
-        return World(settings, clock.FakeClock(start), contract_sim)
 
     def delivery(
         self, job_id: str, *, at: datetime, forged: bool = False
