@@ -151,30 +151,17 @@ def lags(stored: dict[str, float | None], finished: dict[str, float]) -> list[fl
 # --- contenders -------------------------------------------------------------------------------
 
 
-def provider_env(provider: str, origin: str, *, public_url: str | None) -> dict[str, str]:
-    """The environment variables that point reelwatch at one dialect of the simulator
-    (`public_url`: where this reelwatch takes webhooks; None: polling only)."""
-    if provider == "openai":
-        env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": origin + "/v1"}
-        if public_url:
-            env["OPENAI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-    elif provider == "replicate":
-        env = {"REPLICATE_API_TOKEN": KEY, "REPLICATE_BASE_URL": origin + "/replicate"}
-        if public_url:
-            env["REPLICATE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-    elif provider == "fal":
-        env = {
-            "FAL_KEY": KEY,
-            "REELWATCH_FAL_QUEUE_URL": origin + "/fal/",
-            "REELWATCH_FAL_JWKS_URL": origin + "/fal-rest/.well-known/jwks.json",
-        }
-    else:
+def provider_config(provider: str, origin: str, *, webhooks: bool) -> dict[str, Any]:
+    """How reelwatch reaches one dialect of the simulator at `origin` (with the webhook secret
+    the simulator signs with, when webhooks are on; fal needs none)."""
+    if provider not in PROVIDERS:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
-    env["REELWATCH_PROVIDER"] = provider
-    if public_url and provider != "openai":
-        # Replicate and fal post to the URL sent with each create; OpenAI's simulator is told.
-        env["REELWATCH_PUBLIC_URL"] = public_url
-    return env
+    from reelwatch.simulator import samples
+
+    config = dict(samples.client_config(origin, KEY)[provider])
+    if webhooks and provider != "fal":
+        config["webhook_secret"] = WEBHOOK_SECRET
+    return config
 
 
 def reelwatch(
@@ -193,11 +180,20 @@ def reelwatch(
             base_url,
             sim_pid,
         ):
+            config = provider_config(provider, base_url.removesuffix("/v1"), webhooks=webhooks)
             inherited = {k: v for k, v in os.environ.items() if k not in _PROVIDER_VARIABLES}
             env = {
                 **inherited,
                 "REELWATCH_DATA_DIR": str(data),
-                **provider_env(provider, base_url.removesuffix("/v1"), public_url=public_url),
+                "REELWATCH_PROVIDER": provider,
+                "REELWATCH_PROVIDER_CONFIG": json.dumps({provider: config}),
+                # Replicate and fal post to the URL sent with each create; OpenAI's simulator
+                # was told its webhook URL above.
+                **(
+                    {"REELWATCH_PUBLIC_URL": public_url}
+                    if public_url and openai_hook is None
+                    else {}
+                ),
                 "REELWATCH_LOG_FORMAT": "json",
                 "REELWATCH_CONCURRENCY": "64",
                 # The simulator has no rate limit; the default budget (1,200 requests a
@@ -215,7 +211,7 @@ def reelwatch(
                     if webhooks:
                         wait_http(f"http://127.0.0.1:{server_port}/healthz")
                     with common.RssSampler(proc.pid, every_s=0.5) as rss:
-                        asyncio.run(_submit(env, prompts, provider))
+                        asyncio.run(_submit(env, prompts, provider, config))
                         stored = _wait_reelwatch(data / "reelwatch.db", len(prompts), timeout_s)
                         cpu = common.cpu_seconds(proc.pid)
                 finally:
@@ -232,31 +228,9 @@ def reelwatch(
     )  # fmt: skip
 
 
-def _provider_config(provider: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """`provider_config` for reelwatch's settings, from the contender's environment (the
-    bench process reads its own environment, not the contender's)."""
-    if provider == "openai":
-        config = {
-            "api_key": KEY,
-            "base_url": env["OPENAI_BASE_URL"],
-            "webhook_secret": env.get("OPENAI_WEBHOOK_SECRET"),
-        }
-    elif provider == "replicate":
-        config = {
-            "api_token": KEY,
-            "base_url": env["REPLICATE_BASE_URL"],
-            "webhook_secret": env.get("REPLICATE_WEBHOOK_SECRET"),
-        }
-    else:
-        config = {
-            "key": KEY,
-            "base_url": env["REELWATCH_FAL_QUEUE_URL"],
-            "jwks_url": env["REELWATCH_FAL_JWKS_URL"],
-        }
-    return {provider: config}
-
-
-async def _submit(env: dict[str, str], prompts: list[str], provider: str = "openai") -> None:
+async def _submit(
+    env: dict[str, str], prompts: list[str], provider: str, config: dict[str, Any]
+) -> None:
     """Submit through reelwatch's own service (as `reelwatch submit` does), 50 at a time.
 
     The creates are sent from this process, so it needs the webhook URL (Replicate, fal) too."""
@@ -265,7 +239,7 @@ async def _submit(env: dict[str, str], prompts: list[str], provider: str = "open
     overrides: dict[str, Any] = {
         "data_dir": Path(env["REELWATCH_DATA_DIR"]),
         "default_provider": provider,
-        "provider_config": _provider_config(provider, env),
+        "provider_config": {provider: config},
         "public_url": env.get("REELWATCH_PUBLIC_URL"),
     }
     limit = asyncio.Semaphore(50)

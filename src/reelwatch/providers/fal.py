@@ -208,7 +208,7 @@ class Fal:
         self.endpoint = base.Endpoint(NAME, base_url)
         self.webhooks_enabled = webhook_url is not None
         self._base = base_url
-        self._origin = _origin(base_url)
+        self._origin = output_urls.origin(base_url)
         self._webhook_url = webhook_url
         self._timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
         self._sdk = AsyncClient(key=key, default_timeout=timeout_s)
@@ -342,7 +342,7 @@ class Fal:
         return f"{self._base}{app}/requests/{ref.video_id}"
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        if _origin(url) != self._origin:
+        if output_urls.origin(url) != self._origin:
             raise exceptions.ProviderRejected(
                 "refused a URL off the queue's host",
                 error_code="redirect_refused",
@@ -365,11 +365,6 @@ class Fal:
 
 
 _system = clock.SystemClock()
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _app_id(endpoint: str) -> AppId | None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reelwatch.simulator import fal, replicate
 from reelwatch.simulator.server import RunningSimulator
 
 
@@ -56,12 +57,18 @@ SAMPLES = (
 STATUS_ROUTES = {"openai": "retrieve", "replicate": "replicate.get", "fal": "fal.status"}
 
 
-def client_config(sim: RunningSimulator, key: str) -> dict[str, dict[str, Any]]:
-    """Every provider's configuration (`REELWATCH_PROVIDER_CONFIG`) pointing at this simulator."""
+def client_config(sim: RunningSimulator | str, key: str) -> dict[str, dict[str, Any]]:
+    """Every provider's configuration (`REELWATCH_PROVIDER_CONFIG`) pointing at this simulator
+    (a running one, or the origin of one in another process)."""
+    origin = sim if isinstance(sim, str) else sim.origin
     return {
-        "openai": {"api_key": key, "base_url": sim.base_url},
-        "replicate": {"api_token": key, "base_url": sim.replicate_base_url},
-        "fal": {"key": key, "base_url": sim.fal_queue_url, "jwks_url": sim.fal_jwks_url},
+        "openai": {"api_key": key, "base_url": origin + "/v1"},
+        "replicate": {"api_token": key, "base_url": origin + replicate.PREFIX},
+        "fal": {
+            "key": key,
+            "base_url": origin + fal.PREFIX + "/",
+            "jwks_url": origin + fal.JWKS_PATH,
+        },
     }
 
 
