@@ -24,7 +24,7 @@ import standardwebhooks
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from reelwatch import assembly, clock, exceptions, service, simulator
-from reelwatch.models import Generation, Status, Variant
+from reelwatch.models import ErrorInfo, Generation, Status, Variant
 from reelwatch.providers.base import CreateRequest, WebhookRejected
 from reelwatch.simulator import replicate as sim_replicate
 from tests.conftest import World, make_settings
@@ -116,6 +116,13 @@ class Contract:
             await runner.cycle()
         raise AssertionError(f"not settled after {steps} steps: {await svc.get(generation_id)}")
 
+    async def failure(self, svc: service.Service, world: World, generation_id: str) -> ErrorInfo:
+        """Settle the generation; it must have failed, with a code and a message."""
+        done = await self.settle(svc, world, generation_id)
+        assert done.status is Status.FAILED, done
+        assert done.error is not None and done.error.code and done.error.message
+        return done.error
+
     def requests(self, world: World, route: str) -> int:
         return int(world.sim.sim.stats()["requests"].get(route, 0))
 
@@ -158,25 +165,19 @@ class Contract:
         self, svc: service.Service, world: World
     ) -> None:
         g = await self.submit(svc, "[sim:queue=0,render=2,fail=internal_error] doomed")
-        done = await self.settle(svc, world, g.id)
-        assert done.status is Status.FAILED
-        assert done.error is not None and done.error.code and done.error.message
+        await self.failure(svc, world, g.id)
 
     async def test_moderation_is_failed_with_a_moderation_code(
         self, svc: service.Service, world: World
     ) -> None:
         g = await self.submit(svc, "[sim:queue=0,render=2,fail=moderation_blocked] a face")
-        done = await self.settle(svc, world, g.id)
-        assert done.status is Status.FAILED
-        assert done.error is not None and done.error.code == self.moderation_code
+        assert (await self.failure(svc, world, g.id)).code == self.moderation_code
 
     async def test_a_job_the_provider_forgot_is_failed_as_not_found(
         self, svc: service.Service, world: World
     ) -> None:
         g = await self.submit(svc, "[sim:queue=0,render=60,vanish_after=3] gone")
-        done = await self.settle(svc, world, g.id)
-        assert done.status is Status.FAILED
-        assert done.error is not None and done.error.code == "not_found"
+        assert (await self.failure(svc, world, g.id)).code == "not_found"
 
     async def test_a_429_is_waited_out_with_nothing_sent_inside_the_window(
         self, svc: service.Service, world: World
@@ -269,9 +270,7 @@ class Contract:
         await self.settle(svc, world, g.id, until=lambda g: g.status is Status.DOWNLOADING)
         world.advance(self.keeps_assets_s + 60)
         world.sim.sim.reset_faults()
-        done = await self.settle(svc, world, g.id)
-        assert done.status is Status.FAILED
-        assert done.error is not None and done.error.code == "asset_expired"
+        assert (await self.failure(svc, world, g.id)).code == "asset_expired"
 
     async def test_webhooks_signed_right_count_once_the_rest_are_refused(
         self, svc: service.Service, world: World

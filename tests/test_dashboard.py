@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,13 @@ from reelwatch.web import create_app
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("REELWATCH_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The README's screenshots are refreshed only when asked (REELWATCH_UPDATE_SCREENSHOTS=1 make
+# test): a test run must not rewrite tracked files. Otherwise they go to a scratch folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("REELWATCH_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "reelwatch-screenshots"
+)
 TOKEN = "dash-sentinel-token"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -93,8 +94,10 @@ def test_proxy_hang_accepts_and_never_answers(proxy: harness.FaultProxy) -> None
 
 def test_proxy_down_cuts_open_postgres_sessions_and_refuses_until_up() -> None:
     """down() breaks an open PostgreSQL session and refuses new ones; up() lets them in."""
-    if conftest._pg_reachable() is not None:
-        pytest.skip("PostgreSQL not reachable")
+    if (problem := conftest._pg_reachable()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")  # locally only
     with harness.FaultProxy("127.0.0.1", 5432) as proxy:
         url = harness.pg_via(proxy, harness.PG_ADMIN_URL)
         assert harness.sql(url, "SELECT 1") == [(1,)]
