@@ -283,7 +283,11 @@ class Contract:
         assert await svc.webhook(self.name, headers, body) == "duplicate"
         forged_headers, forged_body = self.delivery(g.video_id, at=now, forged=True)
         stale_headers, stale_body = self.delivery(g.video_id, at=now - timedelta(seconds=900))
-        tampered = body.replace(g.video_id.encode(), b"x" + g.video_id[1:].encode())
+        # Change the id's first character to one it is not (an id starting with "x" once made
+        # the "tampered" body identical to the signed one).
+        swapped = "y" if g.video_id[0] == "x" else "x"
+        tampered = body.replace(g.video_id.encode(), (swapped + g.video_id[1:]).encode())
+        assert tampered != body
         for bad_headers, bad_body in (
             (forged_headers, forged_body),
             (stale_headers, stale_body),
