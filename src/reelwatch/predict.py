@@ -1,0 +1,213 @@
+"""How long a render has left: a distribution learned from finished renders of the same shape,
+narrowed by what this one has shown so far. Pure functions, no I/O.
+
+A finished render becomes a `Run`: how long it queued, how long it rendered, and the fractions
+of the render at which its percents were first seen. For a job still rendering, two estimates of
+its whole render time are formed from the history of its shape:
+- by duration: the history's render times, conditioned on being longer than this one has run;
+- by progress: for each run, the fraction at which it first showed this job's percent; this
+  job's total is the time it took to reach that percent divided by the fraction.
+The one with the tighter spread (10 %-90 %) wins, so straight-line progress is trusted, lumpy
+or missing progress falls back on the durations, and a profile such as ease-out, which is
+honest but not straight, is read through the history. The result is a `Remaining`: the time left
+as a sorted sample, scaled and shifted, conditioned on the end not having come yet.
+
+Hand-written because no maintained library does this small empirical conditioning; the sizes
+(at most `WINDOW` runs a shape) keep it in microseconds with `bisect`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from statistics import median
+
+WINDOW = 200  # finished renders kept per shape
+MIN_RUNS = 5  # fewer than this and the history says nothing
+BLUR_POINTS = (-0.5, -1 / 6, 1 / 6, 0.5)  # where a window of uncertainty is sampled
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """One finished render: seconds queued (None if unknown), seconds rendering, and the
+    `(fraction of the render, percent)` at which each new percent was first seen."""
+
+    queue_s: float | None
+    render_s: float
+    marks: tuple[tuple[float, int], ...] = ()
+
+    def fraction_at(self, percent: int) -> float | None:
+        """The fraction of the render at which this run reached `percent`, interpolated between
+        the marks around it (from (0, 0)); None if it never showed that percent."""
+        low_f, low_p = 0.0, 0
+        for fraction, shown in self.marks:
+            if shown >= percent:
+                if shown == low_p:
+                    return fraction
+                return low_f + (percent - low_p) / (shown - low_p) * (fraction - low_f)
+            low_f, low_p = fraction, shown
+        return None
+
+
+class History:
+    """The recent finished runs of one shape, with the sorted views the predictor reads."""
+
+    __slots__ = ("_inverse", "queue", "render", "runs", "totals")
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        self.runs = tuple(runs[:WINDOW])
+        self.render = sorted(r.render_s for r in self.runs)
+        self.queue = sorted(r.queue_s for r in self.runs if r.queue_s is not None)
+        self.totals = sorted(r.queue_s + r.render_s for r in self.runs if r.queue_s is not None)
+        self._inverse: dict[int, list[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def inverse_fractions(self, percent: int) -> list[float]:
+        """Sorted 1/fraction at which the runs reached `percent` (cached per percent)."""
+        found = self._inverse.get(percent)
+        if found is None:
+            found = sorted(
+                1.0 / f
+                for run in self.runs
+                if (f := run.fraction_at(percent)) is not None and f > 0.001
+            )
+            self._inverse[percent] = found
+        return found
+
+    def typical_render(self) -> tuple[float, float] | None:
+        """The 10 %-90 % range of render times, for "usually 1:10-1:40"."""
+        if len(self.render) < MIN_RUNS:
+            return None
+        return _pick(self.render, 0.1), _pick(self.render, 0.9)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Remaining:
+    """Time left, as `scale * v - offset + u` for v in `values` (sorted) and u uniform over
+    `[-blur/2, blur/2]`, conditioned on being positive (the end has not come yet)."""
+
+    values: Sequence[float]
+    scale: float = 1.0
+    offset: float = 0.0
+    blur: float = 0.0
+
+    def _below(self, t: float) -> float:
+        """P(scale * v - offset + u <= t), unconditioned."""
+        n = len(self.values)
+        if self.blur <= 0:
+            return bisect_right(self.values, (t + self.offset) / self.scale) / n
+        total = 0
+        for point in BLUR_POINTS:
+            total += bisect_right(self.values, (t - point * self.blur + self.offset) / self.scale)
+        return total / (n * len(BLUR_POINTS))
+
+    @property
+    def latest(self) -> float:
+        """The longest time left the sample allows (<= 0: overdue)."""
+        return self.scale * self.values[-1] - self.offset + self.blur / 2
+
+    @property
+    def overdue(self) -> bool:
+        return self.latest <= 0
+
+    def cdf(self, t: float) -> float:
+        """P(the end comes within `t` seconds | it has not come yet); 1.0 once overdue."""
+        gone = self._below(0.0)
+        if gone >= 1.0 or t >= self.latest:
+            return 1.0
+        return max(0.0, (self._below(t) - gone) / (1.0 - gone))
+
+    def quantile(self, q: float) -> float:
+        """The time left by which the end has come with probability `q` (bisection)."""
+        low, high = 0.0, max(0.0, self.latest)
+        for _ in range(40):
+            if high - low < 0.01:
+                break
+            middle = (low + high) / 2
+            if self.cdf(middle) >= q:
+                high = middle
+            else:
+                low = middle
+        return high
+
+    def look_after(self, worth_s: float) -> float:
+        """When to look next so that lag and looks balance: the smallest wait `d` with
+        `d * P(end within d) >= 2 * worth_s`, `worth_s` being the seconds of lag one look is
+        worth. This is the discrete form of Keller's optimal inspection density
+        `sqrt(hazard / (2 c))`: looks are dense where the end is likely and sparse where it is
+        not. Never later than the latest end the sample allows."""
+        target = 2.0 * worth_s
+        low, high = 0.0, max(0.0, self.latest)
+        if high * self.cdf(high) < target:
+            return high
+        for _ in range(40):
+            if high - low < 0.01:
+                break
+            middle = (low + high) / 2
+            if middle * self.cdf(middle) >= target:
+                high = middle
+            else:
+                low = middle
+        return high
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forecast:
+    """What the predictor knows: the time left (None: nothing to go by), where it came from
+    ("progress", "history"), and how far past every run of its shape the job is."""
+
+    remaining: Remaining | None
+    source: str
+    overdue_s: float = 0.0
+
+
+NOTHING = Forecast(None, "none")
+
+
+def queued(history: History, waited_s: float) -> Forecast:
+    """A job still queued `waited_s` after it was submitted: queue and render to come."""
+    if len(history.totals) < MIN_RUNS:
+        return NOTHING
+    return _forecast(Remaining(history.totals, offset=waited_s), "history")
+
+
+def rendering(
+    history: History,
+    *,
+    elapsed_s: float,
+    start_blur_s: float = 0.0,
+    percent: int = 0,
+    reached_s: float | None = None,
+    reached_blur_s: float = 0.0,
+) -> Forecast:
+    """A job rendering for `elapsed_s` (its start known to within `start_blur_s`), showing
+    `percent`, first seen `reached_s` after its start (to within `reached_blur_s`)."""
+    if len(history) < MIN_RUNS:
+        return NOTHING
+    by_duration = Remaining(history.render, offset=elapsed_s, blur=start_blur_s)
+    spread = _pick(history.render, 0.9) - _pick(history.render, 0.1)
+    if percent > 0 and reached_s is not None and reached_s > 0:
+        inverse = history.inverse_fractions(percent)
+        if len(inverse) >= MIN_RUNS:
+            progress_spread = reached_s * (_pick(inverse, 0.9) - _pick(inverse, 0.1))
+            blur = reached_blur_s * median(inverse)
+            if progress_spread + blur < spread + start_blur_s:
+                by_progress = Remaining(inverse, scale=reached_s, offset=elapsed_s, blur=blur)
+                return _forecast(by_progress, "progress")
+    return _forecast(by_duration, "history")
+
+
+def _forecast(remaining: Remaining, source: str) -> Forecast:
+    if remaining.overdue:
+        return Forecast(remaining, source, overdue_s=-remaining.latest)
+    return Forecast(remaining, source)
+
+
+def _pick(ordered: Sequence[float], q: float) -> float:
+    """The `q` quantile of a sorted sample (nearest rank)."""
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]

@@ -1,0 +1,127 @@
+"""The predictor (reelwatch.predict): pure, so checked on numbers and with Hypothesis properties.
+
+The schedule-level checks at the end drive `Remaining.look_after` the way a worker would, on
+renders drawn from a seeded generator, and count looks and lag: the shape of the benchmark's
+targets without any I/O or waiting.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reelwatch import predict
+from reelwatch.predict import History, Remaining, Run
+
+samples = st.lists(st.floats(0.0, 500.0), min_size=1, max_size=60).map(sorted)
+
+
+def linear_run(render_s: float, looks: int = 5) -> Run:
+    """A render whose percent rose in a straight line, seen at `looks` evenly spaced looks."""
+    marks = tuple((i / looks, int(99 * i / looks)) for i in range(1, looks))
+    return Run(queue_s=2.0, render_s=render_s, marks=marks)
+
+
+def test_a_run_reached_a_percent_between_the_marks_around_it() -> None:
+    run = Run(queue_s=None, render_s=10.0, marks=((0.2, 20), (0.6, 60)))
+    assert run.fraction_at(10) == pytest.approx(0.1)
+    assert run.fraction_at(40) == pytest.approx(0.4)
+    assert run.fraction_at(60) == pytest.approx(0.6)
+    assert run.fraction_at(61) is None
+
+
+def test_too_little_history_says_nothing() -> None:
+    history = History([linear_run(30.0)] * (predict.MIN_RUNS - 1))
+    assert predict.rendering(history, elapsed_s=10.0) is predict.NOTHING
+    assert predict.queued(history, waited_s=1.0) is predict.NOTHING
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=samples, offset=st.floats(-50.0, 600.0), blur=st.floats(0.0, 20.0))
+def test_the_time_left_is_a_distribution(values: list[float], offset: float, blur: float) -> None:
+    remaining = Remaining(values, offset=offset, blur=blur)
+    points = [0.0, 0.5, 1.0, 5.0, 50.0, 1000.0]
+    cdfs = [remaining.cdf(t) for t in points]
+    assert all(0.0 <= c <= 1.0 for c in cdfs)
+    assert cdfs == sorted(cdfs)
+    if not remaining.overdue:
+        assert remaining.cdf(remaining.latest) == pytest.approx(1.0)
+        for q in (0.1, 0.5, 0.9):
+            assert remaining.cdf(remaining.quantile(q)) >= q - 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=samples, offset=st.floats(-50.0, 400.0), worth=st.floats(0.05, 10.0))
+def test_a_look_is_never_after_the_latest_end_and_later_when_looks_cost_more(
+    values: list[float], offset: float, worth: float
+) -> None:
+    remaining = Remaining(values, offset=offset)
+    wait = remaining.look_after(worth)
+    assert 0.0 <= wait <= max(0.0, remaining.latest) + 1e-9
+    assert remaining.look_after(worth * 2) >= wait - 0.02
+
+
+def test_a_look_lands_where_keller_puts_it() -> None:
+    # Uniform end over [27, 33] s, one look worth 0.5 s of lag: d * (d - 27) / 6 = 1.
+    remaining = Remaining([27.0 + 6.0 * i / 1000 for i in range(1001)])
+    expected = (27.0 + (27.0**2 + 24.0) ** 0.5) / 2
+    assert remaining.look_after(0.5) == pytest.approx(expected, abs=0.05)
+
+
+def test_straight_line_progress_is_read_through_the_history() -> None:
+    rng = random.Random(1)
+    history = History([linear_run(rng.uniform(20.0, 60.0)) for _ in range(100)])
+    # This render takes 45 s and showed 40 % at 18 s; it has run 20 s.
+    forecast = predict.rendering(
+        history, elapsed_s=20.0, percent=40, reached_s=18.0 * 40 / 39.6, reached_blur_s=0.5
+    )
+    assert forecast.source == "progress"
+    assert forecast.remaining is not None
+    assert forecast.remaining.quantile(0.5) == pytest.approx(25.0, rel=0.1)
+
+
+def test_progress_that_says_nothing_falls_back_on_the_durations() -> None:
+    rng = random.Random(2)
+    # Percents unrelated to the fraction done (jumps anywhere), render times tight.
+    runs = [Run(1.0, rng.uniform(29.0, 31.0), ((rng.uniform(0.05, 0.95), 50),)) for _ in range(100)]
+    forecast = predict.rendering(History(runs), elapsed_s=10.0, percent=50, reached_s=9.0)
+    assert forecast.source == "history"
+    assert forecast.remaining is not None
+    assert 19.0 <= forecast.remaining.quantile(0.5) <= 21.0
+
+
+def test_past_every_run_of_its_shape_a_render_is_overdue() -> None:
+    history = History([linear_run(30.0 + i / 10) for i in range(50)])
+    forecast = predict.rendering(history, elapsed_s=60.0)
+    assert forecast.overdue_s == pytest.approx(60.0 - 34.9, abs=0.01)
+    assert predict.rendering(history, elapsed_s=20.0).overdue_s == 0.0
+
+
+def chase(remaining_for: object, truth: float, worth: float) -> tuple[int, float]:
+    """Look when `look_after` says until the end is seen: (looks, lag)."""
+    assert callable(remaining_for)
+    now, looks = 0.0, 0
+    while True:
+        remaining: Remaining = remaining_for(now)
+        wait = max(0.25, remaining.look_after(worth)) if not remaining.overdue else 1.0
+        now += wait
+        looks += 1
+        if now >= truth:
+            return looks, now - truth
+
+
+def test_no_progress_and_a_tight_spread_is_caught_within_seconds_for_few_looks() -> None:
+    # The benchmark's no-progress target: spread (sd) 10 %, p99 lag <= 3 s, <= 8 looks.
+    rng = random.Random(3)
+    history = History([Run(1.0, rng.gauss(30.0, 3.0)) for _ in range(200)])
+    results = [
+        chase(lambda now: Remaining(history.render, offset=now), rng.gauss(30.0, 3.0), 0.2)
+        for _ in range(1000)
+    ]
+    lags = sorted(lag for _, lag in results)
+    assert lags[int(0.99 * len(lags))] <= 3.0
+    assert statistics.mean(looks for looks, _ in results) <= 8.0
