@@ -125,3 +125,24 @@ def test_no_progress_and_a_tight_spread_is_caught_within_seconds_for_few_looks()
     lags = sorted(lag for _, lag in results)
     assert lags[int(0.99 * len(lags))] <= 3.0
     assert statistics.mean(looks for looks, _ in results) <= 8.0
+
+
+def test_a_render_never_seen_rendering_teaches_nothing() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    looks = [
+        predict.Look(t0 + timedelta(seconds=5), "queued", 0),
+        predict.Look(t0 + timedelta(seconds=9), "downloading", 100),
+    ]
+    assert predict.learn(t0, t0 + timedelta(seconds=8), looks) is None
+    looks.insert(1, predict.Look(t0 + timedelta(seconds=7), "in_progress", 0))
+    run = predict.learn(t0, None, looks)
+    assert run is not None
+    assert (run.queue_s, run.render_s, run.marks) == (6.0, 2.0, ())
+
+
+def test_the_shape_names_provider_model_length_size_and_the_inputs_that_change_the_render() -> None:
+    assert predict.shape_of("openai", "sora-2", 8, "1280x720", {}) == "openai sora-2 8 1280x720"
+    shape = predict.shape_of("fal", "fal-ai/veo3", None, None, {"resolution": "720p", "seed": 3})
+    assert shape == "fal fal-ai/veo3   resolution=720p"

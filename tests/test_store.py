@@ -903,3 +903,56 @@ async def test_rows_from_before_providers_keep_their_inputs_and_are_adopted(db_u
         assert claims == []
     finally:
         await opened.close()
+
+
+async def test_a_render_finishing_at_its_provider_is_learned_once(store: Store) -> None:
+    """The transition to downloading writes one render_history row for the generation's shape,
+    read back by `renders`; later writes (download failures, completion) add none; a webhook
+    that brings the end (through `record_webhook`) is learned the same way."""
+    g = await add(store, submitted_at=T0)
+    looks = [
+        (at(4), Status.QUEUED, 0, "poll"),
+        (at(10), Status.IN_PROGRESS, 10, "status"),
+        (at(20), Status.IN_PROGRESS, 50, "progress"),
+        (at(30), Status.DOWNLOADING, 100, "status"),
+        (at(32), Status.DOWNLOADING, 100, "download_failed"),
+        (at(40), Status.COMPLETED, 100, "completed"),
+    ]
+    for when, status, progress, kind in looks:
+        claim = await store.claim(g.id, owner="w", now=when, lease_s=LEASE_S)
+        assert claim is not None
+        changes: dict[str, Any] = {"status": status, "progress": progress}
+        if status is Status.DOWNLOADING:
+            changes["remote_completed_at"] = at(27)
+        await store.apply(claim, decision(claim.generation, kind, **changes), now=when)
+    shape = "openai sora-2 4 1280x720"
+    [run] = await store.renders(shape)
+    # Started between 4 and 10 s (7 s); ended at the provider's 27 s + 0.5 s.
+    assert run.queue_s == pytest.approx(7.0)
+    assert run.render_s == pytest.approx(20.5)
+    assert [p for _, p in run.marks] == [10, 50]
+    assert run.marks[1][0] == pytest.approx((15.0 - 7.0) / 20.5)
+    assert await store.renders("openai sora-2 8 1280x720") == []
+
+    other = await add(store, submitted_at=T0)
+    started = await store.claim(other.id, owner="w", now=at(5), lease_s=LEASE_S)
+    assert started is not None
+    await store.apply(
+        started, decision(started.generation, "status", status=Status.IN_PROGRESS), now=at(5)
+    )
+
+    def finished(current: Generation) -> lifecycle.Decision:
+        return decision(current, "webhook", status=Status.DOWNLOADING, remote_completed_at=at(9))
+
+    result = await store.record_webhook(
+        "openai/wh_1",
+        provider="openai",
+        video_id=other.video_id or "",
+        event_type="video.completed",
+        decide=finished,
+        now=at(9.2),
+    )
+    assert result == "applied"
+    newest, oldest = await store.renders(shape)
+    assert oldest == run
+    assert newest.render_s == pytest.approx(9.2 - (0 + 5) / 2)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from statistics import median
+from typing import Any
 
 WINDOW = 200  # finished renders kept per shape
 MIN_RUNS = 5  # fewer than this and the history says nothing
@@ -211,3 +213,73 @@ def _pick(ordered: Sequence[float], q: float) -> float:
     """The `q` quantile of a sorted sample (nearest rank)."""
     index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[index]
+
+
+# --- learning from a finished render ----------------------------------------------------------
+
+SHAPE_PARAMS = ("duration", "resolution", "aspect_ratio", "num_frames")
+
+
+def shape_of(provider: str, model: str, seconds: int | None, size: str | None, params: Any) -> str:
+    """The history a render belongs to: provider, model and the request's length and size."""
+    parts = [provider, model, "" if seconds is None else str(seconds), size or ""]
+    if isinstance(params, Mapping):
+        parts += [f"{k}={params[k]}" for k in SHAPE_PARAMS if params.get(k) is not None]
+    return " ".join(parts)[:300]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Look:
+    """One moment reelwatch saw the job: when, the status it was in, the percent shown."""
+
+    at: datetime
+    status: str
+    progress: int
+
+
+def learn(
+    submitted_at: datetime | None, remote_completed_at: datetime | None, looks: Sequence[Look]
+) -> Run | None:
+    """The `Run` a render leaves behind, from the looks that followed it (in order, the last
+    one the look that found it finished); None when it was never seen rendering.
+
+    Each moment is read as the middle of the window it is known to within: the render began
+    between the last look that saw it queued and the first that saw it rendering; a percent
+    was reached between the look before the one that first showed it and that one; it ended
+    at the provider's `completed_at` (whole seconds, so half a second later) kept within the
+    window of the last two looks.
+    """
+    start: float | None = None
+    previous = submitted_at.timestamp() if submitted_at else None
+    marks: list[tuple[float, int]] = []
+    shown = 0
+    end_window: tuple[float, float] | None = None
+    for look in looks:
+        at = look.at.timestamp()
+        low = previous if previous is not None else at
+        if look.status in ("downloading", "completed"):
+            end_window = (low, at)
+            break
+        if look.status == "in_progress":
+            if start is None:
+                start = (low + at) / 2
+            if look.progress > shown:
+                marks.append(((low + at) / 2, look.progress))
+                shown = look.progress
+        previous = at
+    if start is None or end_window is None:
+        return None
+    low, high = end_window
+    end = (low + high) / 2
+    if remote_completed_at is not None:
+        end = min(high, max(low, remote_completed_at.timestamp() + 0.5))
+    render_s = end - start
+    if render_s <= 0:
+        return None
+    fractions = tuple(
+        (min(1.0, max(0.0, (when - start) / render_s)), min(99, percent)) for when, percent in marks
+    )
+    queue_s = start - submitted_at.timestamp() if submitted_at else None
+    return Run(
+        queue_s=None if queue_s is None else max(0.0, queue_s), render_s=render_s, marks=fractions
+    )

@@ -29,9 +29,10 @@ from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from reelwatch import exceptions, lifecycle
+from reelwatch import exceptions, lifecycle, predict
 from reelwatch.models import (
     ACTIVE,
+    RENDERING,
     Asset,
     Endpoint,
     ErrorInfo,
@@ -49,6 +50,7 @@ from reelwatch.store.tables import (
     events,
     generations,
     provider_state,
+    render_history,
     webhook_deliveries,
 )
 
@@ -305,7 +307,9 @@ class Store:
 
         def write(conn: SyncConnection) -> Event:
             _update_held(conn, claim, values)
-            return _append(conn, new, decision.event, now)
+            stored = _append(conn, new, decision.event, now)
+            _learn(conn, claim.generation.status, new, now)
+            return stored
 
         stored = await self._group.run(write)
         return Claim(new, claim.token, expires), stored
@@ -434,13 +438,15 @@ class Store:
                 raise exceptions.NotAllowed(
                     f"{generation_id} is being submitted right now; try again in a moment"
                 )
-            decision = decide(_from_row(row))
+            before = _from_row(row)
+            decision = decide(before)
             new = dataclasses.replace(decision.generation, updated_at=now)
             values = {**_to_row(new), **dict.fromkeys(_LEASE_COLUMNS)}
             await conn.execute(
                 generations.update().where(generations.c.id == generation_id).values(values)
             )
             stored = await conn.run_sync(_append, new, decision.event, now)
+            await conn.run_sync(_learn, before.status, new, now)
         return new, stored
 
     async def record_webhook(
@@ -502,6 +508,7 @@ class Store:
                 generations.update().where(generations.c.id == new.id).values(values)
             )
             await conn.run_sync(_append, new, decision.event, now)
+            await conn.run_sync(_learn, current.status, new, now)
         return result
 
     # --- reads ----------------------------------------------------------------------------
@@ -571,6 +578,25 @@ class Store:
         items = [_from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items, _encode_cursor(items[-1]) if more and items else None)
+
+    async def renders(self, shape: str, *, limit: int = predict.WINDOW) -> list[predict.Run]:
+        """The newest finished renders of one shape (newest first), for the predictor."""
+        query = (
+            sa.select(render_history.c.queue_s, render_history.c.render_s, render_history.c.marks)
+            .where(render_history.c.shape == shape)
+            .order_by(render_history.c.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            predict.Run(
+                queue_s=queue_s,
+                render_s=render_s,
+                marks=tuple((float(f), int(p)) for f, p in marks or ()),
+            )
+            for queue_s, render_s, marks in rows
+        ]
 
     async def history(self, generation_id: str) -> list[Event]:
         await self.get(generation_id)  # NotFound for an unknown id
@@ -835,6 +861,48 @@ def _append(conn: SyncConnection, generation: Generation, event: NewEvent, at: d
         progress=generation.progress,
         actor=event.actor,
         data=data,
+    )
+
+
+# The events that record what the provider said (a look); a 429 or a worker's own wait saw nothing.
+_LOOKS = tuple(
+    kind.value
+    for kind in (
+        EventKind.SUBMITTED,
+        EventKind.TRACKED,
+        EventKind.RECONCILED,
+        EventKind.STATUS,
+        EventKind.PROGRESS,
+        EventKind.POLL,
+        EventKind.WEBHOOK,
+    )
+)
+
+
+def _learn(conn: SyncConnection, before: Status, new: Generation, now: datetime) -> None:
+    """Keep what a render that just finished at its provider teaches (sync, in the writer's
+    transaction): one indexed read of its events and one insert, once per render."""
+    if before not in RENDERING or new.status is not Status.DOWNLOADING:
+        return
+    rows = conn.execute(
+        sa.select(events.c.at, events.c.status, events.c.progress)
+        .where(events.c.generation_id == new.id, events.c.kind.in_(_LOOKS))
+        .order_by(events.c.id)
+    ).all()
+    looks = [predict.Look(at, status, progress) for at, status, progress in rows]
+    run = predict.learn(new.submitted_at, new.remote_completed_at, looks)
+    if run is None:
+        return
+    shape = predict.shape_of(new.provider, new.model, new.seconds, new.size, new.params)
+    conn.execute(
+        render_history.insert().values(
+            shape=shape,
+            generation_id=new.id,
+            finished_at=now,
+            queue_s=run.queue_s,
+            render_s=run.render_s,
+            marks=[list(mark) for mark in run.marks],
+        )
     )
 
 

@@ -139,3 +139,18 @@ provider_state = sa.Table(
     sa.Column("tokens", sa.Float, nullable=False),
     sa.Column("tokens_at", UTCDateTime, nullable=False),
 )
+
+# Finished renders, per shape (provider, model, length, size): what the predictor learns from.
+# One row per render that reached its provider's "completed", written in the same transaction.
+render_history = sa.Table(
+    "render_history",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("shape", sa.String(300), nullable=False),
+    sa.Column("generation_id", sa.String(40), nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("queue_s", sa.Float),
+    sa.Column("render_s", sa.Float, nullable=False),
+    sa.Column("marks", sa.JSON, nullable=False),  # [[fraction of the render, percent], ...]
+    sa.Index(None, "shape", "id"),
+)
