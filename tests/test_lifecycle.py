@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelwatch import exceptions, lifecycle, schedule
+from reelwatch import exceptions, lifecycle, predict, schedule
 from reelwatch.models import (
     ACTIVE,
     TERMINAL,
@@ -1082,3 +1083,47 @@ def test_known_video_is_never_replaced_nor_lost(
             assert step.after.video_id is not None, step
         if step.before.video_id is not None and not isinstance(step.observation, lifecycle.Retry):
             assert step.after.video_id == step.before.video_id, step
+
+
+# --- the schedule with a history of the generation's shape (reelwatch.predict) --------------
+
+HISTORY = predict.History([predict.Run(2.0, 30.0 + i / 10) for i in range(50)])  # 30-34.9 s
+
+
+def test_with_history_the_next_look_is_the_one_the_forecast_pays_for() -> None:
+    g = generation(Status.QUEUED, updated_at=at(2))
+    d = lifecycle.decide(
+        g,
+        lifecycle.Polled(video(status=RemoteStatus.IN_PROGRESS, progress=0)),
+        at(4),
+        POLICY,
+        history=HISTORY,
+    )
+    new = d.generation
+    # The render began between the look at 2 s and this one at 4 s.
+    assert (new.started_after, new.started_at) == (at(2), at(4))
+    forecast = predict.forecast(new, at(4), HISTORY)
+    assert forecast.source == "history" and forecast.remaining is not None
+    wait = forecast.remaining.look_after(POLICY.look_worth_s)
+    assert new.next_poll_at == at(4 + wait)
+    assert 25.0 < wait < 31.0  # nothing to see before the shortest render of its shape
+
+
+def test_a_render_past_every_one_of_its_shape_is_looked_at_a_few_times_a_minute() -> None:
+    """A stuck render (percent frozen) is polled ever more rarely, never under a second
+    apart, never over 15 s; over 15 minutes that is tens of looks, not 900."""
+    g = generation(Status.IN_PROGRESS, progress=50, started_at=T0, last_progress_at=at(10))
+    now, looks, gaps = at(0), 0, []
+    while not g.terminal:
+        polled = video(status=RemoteStatus.IN_PROGRESS, progress=50)
+        d = lifecycle.decide(g, lifecycle.Polled(polled), now, POLICY, history=HISTORY)
+        g = dataclasses.replace(d.generation, updated_at=now)
+        if g.next_poll_at is None:
+            break
+        gaps.append((g.next_poll_at - now).total_seconds())
+        now, looks = g.next_poll_at, looks + 1
+    assert g.timed_out
+    assert looks <= 90
+    overdue = gaps[5:]  # the first looks are aimed at the end of the longest render
+    assert max(overdue) == schedule.OVERDUE_MAX_S == overdue[-1]
+    assert min(overdue) >= POLICY.poll_min_s

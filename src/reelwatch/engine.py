@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from reelwatch import breaker, clock, downloads, exceptions, lifecycle, schedule, storage
+from reelwatch import breaker, clock, downloads, exceptions, lifecycle, predict, schedule, storage
 
 if TYPE_CHECKING:
     from reelwatch import metrics
@@ -32,6 +32,8 @@ from reelwatch.settings import Settings
 from reelwatch.store import Claim, Store, database_error
 
 log = structlog.get_logger("reelwatch.engine")
+HISTORY_TTL_S = 30.0  # how stale a worker's copy of a shape's render history may be
+HISTORY_SHAPES = 1000  # shapes whose history a worker keeps at once
 
 LOOK_AGAIN_S = 1.0  # the longest an idle worker goes without looking for due rows
 RECONNECT_BASE_S = 0.25  # the loop's backoff after a database error: full jitter, capped
@@ -144,6 +146,7 @@ def policy_from(settings: Settings, *, webhooks: bool = False) -> schedule.Polic
         # A create that timed out may still be running at the provider: give it time to show
         # up in the list before deciding it never happened.
         reconcile_delay_s=settings.request_timeout_seconds + 10.0,
+        look_worth_s=settings.poll_look_worth_seconds,
     )
 
 
@@ -178,6 +181,7 @@ class Engine:
         self._budget_wait_s = 0.0  # how long the shared budget said to wait, at the last claim
         self._swept_at: float | None = None
         self._wake = asyncio.Event()
+        self._histories: dict[str, tuple[float, predict.History]] = {}
 
     # --- one cycle (worker --once, cron) ----------------------------------------------------
 
@@ -465,8 +469,11 @@ class Engine:
         self, claim: Claim, observation: lifecycle.Observation, *, release: bool = True
     ) -> Claim:
         now = self.clock.now()
+        history = None
+        if isinstance(observation, lifecycle.Polled | lifecycle.Submitted | lifecycle.Reconciled):
+            history = await self._history(claim.generation)
         decision = lifecycle.decide(
-            claim.generation, observation, now, self.policy, self._rng.random()
+            claim.generation, observation, now, self.policy, self._rng.random(), history
         )
         claim, event = await self.store.apply(claim, decision, now=now, release=release)
         if self.metrics is not None:
@@ -487,6 +494,20 @@ class Engine:
             ) if g.next_poll_at is not None:
                 await self._pause(g.next_poll_at, now)
         return claim
+
+    async def _history(self, g: Generation) -> predict.History:
+        """The finished renders of the generation's shape, read at most every
+        `HISTORY_TTL_S` per shape (every worker writes the history; each reads it)."""
+        shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
+        now = time.monotonic()
+        cached = self._histories.get(shape)
+        if cached is not None and now - cached[0] < HISTORY_TTL_S:
+            return cached[1]
+        history = predict.History(await self.store.renders(shape))
+        if len(self._histories) >= HISTORY_SHAPES:
+            self._histories.clear()
+        self._histories[shape] = (now, history)
+        return history
 
     async def _pause(self, until: datetime, now: datetime) -> None:
         """A 429: this worker stops at once, and every other worker of the provider at its

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from reelwatch import exceptions, schedule
+from reelwatch import exceptions, predict, schedule
 from reelwatch.models import (
     RENDERING,
     Asset,
@@ -224,13 +224,15 @@ def decide(
     now: datetime,
     policy: schedule.Policy,
     rand: float = 0.5,
+    history: predict.History | None = None,
 ) -> Decision:
-    """What follows from one observation; `rand` in [0, 1) drives backoff jitter.
+    """What follows from one observation; `rand` in [0, 1) drives backoff jitter; `history`
+    (finished renders of the generation's shape) is what the next look is planned from.
 
     Any step written clears the claim count (the row did not kill its worker), except a crash
     of reelwatch itself; an answer from the provider also lifts a quarantine.
     """
-    decision = _decide(generation, observation, now, policy, rand)
+    decision = _decide(generation, observation, now, policy, rand, history)
     new = decision.generation
     if isinstance(observation, Crashed | Quarantined):
         return decision
@@ -259,6 +261,7 @@ def _decide(
     now: datetime,
     policy: schedule.Policy,
     rand: float,
+    history: predict.History | None = None,
 ) -> Decision:
     g = generation
     match observation:
@@ -312,7 +315,7 @@ def _decide(
         case Polled(video=video, latency_s=latency) if g.status is Status.DOWNLOADING:
             return _polled_while_downloading(g, video, now, latency)
         case Submitted(video=video, latency_s=latency):
-            return _accepted(g, video, now, policy, EventKind.SUBMITTED, latency)
+            return _accepted(g, video, now, policy, EventKind.SUBMITTED, latency, history)
         case CreateUnknown():
             sent = g.submit_started_at or g.watch_started_at
             error = ErrorInfo(
@@ -327,7 +330,7 @@ def _decide(
             new = dataclasses.replace(g, submit_ambiguous=False, failures=0, next_poll_at=now)
             return Decision(new, NewEvent(EventKind.RECONCILED, {"found": None}))
         case Reconciled(video=RemoteVideo() as video):
-            return _accepted(g, video, now, policy, EventKind.RECONCILED, 0.0)
+            return _accepted(g, video, now, policy, EventKind.RECONCILED, 0.0, history)
         case SubmitRejected(error=error, http_status=http_status):
             return _fail(g, error, now, {"http_status": http_status})
         case SubmitLost(reason=reason):
@@ -343,7 +346,7 @@ def _decide(
                 new, NewEvent(EventKind.SUBMIT_AMBIGUOUS, {"reason": reason, "delay_s": delay})
             )
         case Polled(video=video, latency_s=latency):
-            return _polled(g, video, now, policy, rand, latency)
+            return _polled(g, video, now, policy, rand, latency, history)
         case Vanished(message=message, latency_s=latency):
             error = ErrorInfo("not_found", f"The provider no longer knows this video: {message}")
             return _fail(g, error, now, {"latency_ms": _ms(latency)})
@@ -484,6 +487,7 @@ def _accepted(
     policy: schedule.Policy,
     kind: EventKind,
     latency: float,
+    history: predict.History | None = None,
 ) -> Decision:
     """The provider has the job (a create answered, or a lost create was found in its list)."""
     base = dataclasses.replace(
@@ -495,7 +499,7 @@ def _accepted(
         status=Status.QUEUED,
         watch_started_at=now,  # the timeout counts from the provider's acceptance
     )
-    follow = _polled(base, video, now, policy, 0.0, latency)
+    follow = _polled(base, video, now, policy, 0.0, latency, history)
     data = {
         "video_id": video.video_id,
         "latency_ms": _ms(latency),
@@ -530,6 +534,7 @@ def _polled(
     policy: schedule.Policy,
     rand: float,
     latency: float,
+    history: predict.History | None = None,
 ) -> Decision:
     base = dataclasses.replace(
         g,
@@ -582,14 +587,18 @@ def _polled(
         status = Status.IN_PROGRESS  # never walk backwards in front of users
     progress = max(g.progress, min(100, max(0, video.progress)))
     changed = progress != g.progress
+    looked = g.updated_at or g.submitted_at or g.watch_started_at  # the look before this one
+    starts = g.started_at is None and status is Status.IN_PROGRESS
     new = dataclasses.replace(
         base,
         status=status,
         progress=progress,
         failures=0,
-        started_at=g.started_at or (now if status is Status.IN_PROGRESS else None),
+        started_at=now if starts else g.started_at,
+        started_after=looked if starts else g.started_after,
         started_progress=g.started_progress if g.started_at else progress,
         last_progress_at=now if changed else g.last_progress_at,
+        progress_after=looked if changed else g.progress_after,
     )
     if (g.attention or "").startswith(UNKNOWN_STATUS):
         # Back to words we know after a stretch of unknown ones: that stretch is not held
@@ -599,8 +608,11 @@ def _polled(
         return _timeout(new, now, policy)
     first_look = g.started_at is None and status is Status.IN_PROGRESS
     previous = (g.updated_at or g.submitted_at or g.watch_started_at) if first_look else None
+    outlook = predict.forecast(new, now, history)
     new = dataclasses.replace(
-        new, next_poll_at=schedule.next_poll_at(new, now, policy, previous), updated_at=now
+        new,
+        next_poll_at=schedule.next_poll_at(new, now, policy, previous, outlook),
+        updated_at=now,
     )
     if status is not g.status:
         return Decision(

@@ -163,6 +163,10 @@ class Generation:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # provider inputs
     remote: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # adapter's handle
     step_detail: str | None = None  # the provider's words for the step (queue, log line)
+    # The look before `started_at` and the one before `last_progress_at`: the render began,
+    # and the current percent was reached, somewhere in between.
+    started_after: datetime | None = None
+    progress_after: datetime | None = None
 
     @property
     def active(self) -> bool:

@@ -26,6 +26,8 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
+from reelwatch.models import Generation, Status
+
 WINDOW = 200  # finished renders kept per shape
 MIN_RUNS = 5  # fewer than this and the history says nothing
 BLUR_POINTS = (-0.5, -1 / 6, 1 / 6, 0.5)  # where a window of uncertainty is sampled
@@ -171,10 +173,39 @@ NOTHING = Forecast(None, "none")
 
 
 def queued(history: History, waited_s: float) -> Forecast:
-    """A job still queued `waited_s` after it was submitted: queue and render to come."""
-    if len(history.totals) < MIN_RUNS:
+    """A job still queued `waited_s` after it was submitted: when its render starts (what the
+    looks while queued are for: the better the start is known, the better the end is)."""
+    if len(history.queue) < MIN_RUNS:
         return NOTHING
-    return _forecast(Remaining(history.totals, offset=waited_s), "history")
+    return _forecast(Remaining(history.queue, offset=waited_s), "queue")
+
+
+def forecast(g: Generation, now: datetime, history: History | None) -> Forecast:
+    """The forecast for a generation at `now`, from its shape's history (None: no history)."""
+    if history is None or len(history) < MIN_RUNS:
+        return NOTHING
+    if g.status is Status.QUEUED:
+        since = g.submitted_at or g.watch_started_at
+        return queued(history, (now - since).total_seconds())
+    if g.status is not Status.IN_PROGRESS or g.started_at is None:
+        return NOTHING
+    high = g.started_at.timestamp()
+    low = g.started_after.timestamp() if g.started_after else high
+    start = (low + high) / 2
+    reached: float | None = None
+    reached_blur = 0.0
+    if g.progress > 0 and g.last_progress_at is not None:
+        seen = g.last_progress_at.timestamp()
+        before = g.progress_after.timestamp() if g.progress_after else seen
+        reached, reached_blur = (before + seen) / 2 - start, seen - before
+    return rendering(
+        history,
+        elapsed_s=now.timestamp() - start,
+        start_blur_s=high - low,
+        percent=g.progress,
+        reached_s=reached,
+        reached_blur_s=reached_blur,
+    )
 
 
 def rendering(

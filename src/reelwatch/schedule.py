@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
+from reelwatch import predict
 from reelwatch.models import Generation
 
 FINISH_SLACK_S = 0.25  # the last look lands this long after the predicted end
+OVERDUE_MAX_S = 15.0  # past every render of its shape, a job is looked at about 4 times a minute
+QUEUE_WORTH = 5.0  # a look at a queue is worth less: it only pins when the render starts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,6 +26,7 @@ class Policy:
     queued_poll_s: float = 10.0
     second_look_s: float = 6.0  # after the first in-progress look, to measure the rate
     reconcile_delay_s: float = 30.0  # wait this long after a lost create before listing
+    look_worth_s: float = 0.2  # seconds of detection lag one status request is worth
 
 
 def clamp(value: float, low: float, high: float) -> float:
@@ -47,8 +51,13 @@ def poll_interval_s(
     now: datetime,
     policy: Policy,
     previous_look: datetime | None = None,
+    forecast: predict.Forecast | None = None,
 ) -> float:
     """How long until the next status check of a generation that is still rendering.
+
+    With a forecast from the history of its shape (`predict`), the next look is where the
+    chance of finding the end, times the wait, pays for a request (`Remaining.look_after`);
+    past every render of its shape, looks thin out. Without one, as follows.
 
     While queued (or before the progress has moved between two looks) the interval doubles
     with the time waited, from `queued_poll_s`: nothing is gained by watching a queue closely.
@@ -59,6 +68,14 @@ def poll_interval_s(
     """
     if policy.webhook_poll_s is not None:
         return policy.webhook_poll_s
+    if forecast is not None and forecast.remaining is not None:
+        if forecast.overdue_s > 0:
+            # Past what history allows: stuck or slow, looks thin out (a webhook or a change
+            # of progress still wakes it at once).
+            ceiling = min(policy.poll_max_s, OVERDUE_MAX_S)
+            return clamp(forecast.overdue_s / 3, policy.poll_min_s, ceiling)
+        worth = policy.look_worth_s * (QUEUE_WORTH if forecast.source == "queue" else 1.0)
+        return clamp(forecast.remaining.look_after(worth), policy.poll_min_s, policy.poll_max_s)
     eta = generation.eta_seconds(now)
     if eta is not None:
         gained = max(1, generation.progress - generation.started_progress)
@@ -81,9 +98,14 @@ def poll_interval_s(
 
 
 def next_poll_at(
-    generation: Generation, now: datetime, policy: Policy, previous_look: datetime | None = None
+    generation: Generation,
+    now: datetime,
+    policy: Policy,
+    previous_look: datetime | None = None,
+    forecast: predict.Forecast | None = None,
 ) -> datetime:
-    return now + timedelta(seconds=poll_interval_s(generation, now, policy, previous_look))
+    interval = poll_interval_s(generation, now, policy, previous_look, forecast)
+    return now + timedelta(seconds=interval)
 
 
 def deadline(generation: Generation, policy: Policy) -> datetime:

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Worker tuning (additions to the contract).
     poll_min_seconds: float = Field(1.0, gt=0, validation_alias=_env("REELWATCH_POLL_MIN_SECONDS"))
     poll_max_seconds: float = Field(30.0, gt=0, validation_alias=_env("REELWATCH_POLL_MAX_SECONDS"))
+    # Seconds of detection lag one status request is worth: lower spends more requests for
+    # less lag (the schedule's one knob once a shape has history).
+    poll_look_worth_seconds: float = Field(
+        0.2, gt=0, le=60, validation_alias=_env("REELWATCH_POLL_LOOK_WORTH_SECONDS")
+    )
     webhook_poll_seconds: float = Field(
         120.0, gt=0, validation_alias=_env("REELWATCH_WEBHOOK_POLL_SECONDS")
     )

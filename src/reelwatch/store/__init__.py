@@ -945,6 +945,8 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "params": dict(g.params),
         "remote": dict(g.remote),
         "step_detail": _fit(g.step_detail, 200),
+        "started_after": g.started_after,
+        "progress_after": g.progress_after,
     }
 
 
@@ -999,6 +1001,8 @@ def _from_row(row: sa.RowMapping) -> Generation:
         params=row["params"] or {},
         remote=row["remote"] or {},
         step_detail=row["step_detail"],
+        started_after=row["started_after"],
+        progress_after=row["progress_after"],
     )
 
 

@@ -87,6 +87,10 @@ generations = sa.Table(
     sa.Column("params", sa.JSON),  # the provider-specific inputs, as the adapter accepted them
     sa.Column("remote", sa.JSON),  # the adapter's handle beyond video_id (app id, output URLs)
     sa.Column("step_detail", sa.String(200)),  # the provider's words: queue position, log line
+    # The looks before the first one that saw it rendering and before the one that first
+    # showed the current percent: the windows those moments are known to within.
+    sa.Column("started_after", UTCDateTime),
+    sa.Column("progress_after", UTCDateTime),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),

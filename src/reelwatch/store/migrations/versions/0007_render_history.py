@@ -1,4 +1,5 @@
-"""render history: finished renders per shape, for the predictor
+"""render history: finished renders per shape, for the predictor; the looks before a
+generation's start and before its latest percent
 
 Revision ID: 0007
 Revises: 0006
@@ -31,8 +32,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_render_history"),
     )
     op.create_index("ix_render_history_shape_id", "render_history", ["shape", "id"])
+    with op.batch_alter_table("generations") as batch:
+        batch.add_column(sa.Column("started_after", UTCDateTime))
+        batch.add_column(sa.Column("progress_after", UTCDateTime))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("generations") as batch:
+        batch.drop_column("progress_after")
+        batch.drop_column("started_after")
     op.drop_index("ix_render_history_shape_id", table_name="render_history")
     op.drop_table("render_history")
