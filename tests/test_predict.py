@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import random
 import statistics
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reelwatch import predict
+from reelwatch.models import Generation, Status
 from reelwatch.predict import History, Remaining, Run
 
 samples = st.lists(st.floats(0.0, 500.0), min_size=1, max_size=60).map(sorted)
@@ -146,3 +148,61 @@ def test_the_shape_names_provider_model_length_size_and_the_inputs_that_change_t
     assert predict.shape_of("openai", "sora-2", 8, "1280x720", {}) == "openai sora-2 8 1280x720"
     shape = predict.shape_of("fal", "fal-ai/veo3", None, None, {"resolution": "720p", "seed": 3})
     assert shape == "fal fal-ai/veo3   resolution=720p"
+
+
+def _rendering_generation(**changes: object) -> Generation:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    values: dict[str, object] = {
+        "id": "gen_1",
+        "provider": "openai",
+        "video_id": "video_1",
+        "status": Status.IN_PROGRESS,
+        "progress": 0,
+        "model": "sora-2",
+        "seconds": 8,
+        "size": "1280x720",
+        "prompt": "a kite",
+        "created_at": t0,
+        "watch_started_at": t0,
+        "submitted_at": t0,
+        "started_at": t0,
+        "started_after": t0,
+    }
+    values.update(changes)
+    return Generation(**values)  # type: ignore[arg-type]
+
+
+def test_the_eta_people_see_is_a_range_when_unsure_and_says_where_it_comes_from() -> None:
+    from datetime import timedelta
+
+    g = _rendering_generation()
+    wide = History([Run(1.0, 60.0 + i) for i in range(60)])  # 1:00-1:59
+    guess = predict.estimate(g, g.created_at + timedelta(seconds=10), wide)
+    assert guess.source == "history"
+    assert guess.seconds is not None and 75.0 <= guess.seconds <= 85.0
+    assert guess.text is not None
+    assert guess.text.startswith("about 1:") and ", at most 1:" in guess.text
+    assert "usually 1:05-1:53 for this model" in guess.text
+    tight = History([Run(1.0, 60.0 + i / 20) for i in range(60)])
+    assert predict.estimate(g, g.created_at + timedelta(seconds=10), tight).text == (
+        "about 0:51 (usually 1:00-1:03 for this model)"
+    )
+    late = predict.estimate(g, g.created_at + timedelta(seconds=200), tight)
+    assert late.overdue and late.seconds is None
+    assert late.text == "longer rendering than any like it so far"
+    # Without history: the straight-line rate, a point; without a rate either: nothing.
+    assert predict.estimate(g, g.created_at, None).text is None
+    moving = _rendering_generation(
+        progress=50, last_progress_at=g.created_at + timedelta(seconds=5)
+    )
+    assert predict.estimate(moving, g.created_at + timedelta(seconds=5), None).source == "rate"
+
+
+def test_stuck_means_well_past_every_render_of_its_shape() -> None:
+    from datetime import timedelta
+
+    g = _rendering_generation()
+    history = History([Run(1.0, 30.0 + i / 10) for i in range(50)])  # up to 34.9 s
+    assert predict.stuck(g, g.created_at + timedelta(seconds=90), history) is False
+    assert predict.stuck(g, g.created_at + timedelta(seconds=96), history) is True
+    assert predict.stuck(g, g.created_at + timedelta(seconds=96), None) is None

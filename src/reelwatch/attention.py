@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from reelwatch import schedule
+from reelwatch import predict, schedule
 from reelwatch.models import Generation, Status
 
 NEAR_EXPIRY = timedelta(minutes=10)
@@ -21,12 +21,21 @@ def stuck_after_s(policy: schedule.Policy) -> float:
     return min(max(STUCK_FLOOR_S, STUCK_INTERVALS * policy.poll_max_s), policy.timeout_s / 2)
 
 
-def suspected_stuck(g: Generation, now: datetime, policy: schedule.Policy) -> bool:
-    """Still rendering, no progress change for several expected poll intervals, not yet timed out.
+def suspected_stuck(
+    g: Generation,
+    now: datetime,
+    policy: schedule.Policy,
+    history: predict.History | None = None,
+) -> bool:
+    """Rendering well past every render of its shape (with a history to judge by); without
+    one, no progress change for several expected poll intervals, not yet timed out.
 
     Queued jobs count once they have waited half the timeout: a queue is slow, not stuck, until
     then.
     """
+    judged = predict.stuck(g, now, history)
+    if judged is not None:
+        return judged
     if g.status is Status.IN_PROGRESS:
         since = g.last_progress_at or g.started_at or g.watch_started_at
         return (now - since).total_seconds() >= stuck_after_s(policy)

@@ -8,18 +8,17 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from reelwatch import logs, service
+from reelwatch import logs, predict, service
 from reelwatch.models import Generation, Status, Variant
 
 REFRESH_S = 0.5
 
 
 def _eta(g: Generation, svc: service.Service) -> str:
-    eta = g.eta_seconds(svc.clock.now())
-    if eta is None:
-        return "ETA --"
-    minutes, seconds = divmod(round(eta), 60)
-    return f"ETA {minutes}:{seconds:02d}"
+    if not g.active:
+        return ""
+    guess = predict.estimate(g, svc.clock.now(), svc.renders(g))
+    return f"ETA {guess.text}" if guess.text else "ETA --"
 
 
 async def watch(

@@ -314,3 +314,63 @@ def learn(
     return Run(
         queue_s=None if queue_s is None else max(0.0, queue_s), render_s=render_s, marks=fractions
     )
+
+
+# --- what people are shown ---------------------------------------------------------------------
+
+STUCK_OVERDUE_S = 60.0  # past every render of its shape by this much (or half a render): stuck
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Estimate:
+    """The ETA people see: a likely time left, the latest it plausibly is, and words."""
+
+    seconds: float | None
+    high_seconds: float | None
+    text: str | None
+    source: str  # "progress", "history", "queue", "rate" or "none"
+    overdue: bool = False
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (h:mm:ss from an hour)."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
+    """The ETA of a generation: a range from its shape's history and its progress when there
+    is history, else today's straight-line rate (a point), else nothing."""
+    outlook = forecast(g, now, history)
+    typical = history.typical_render() if history is not None else None
+    usually = None if typical is None else f"usually {clock(typical[0])}-{clock(typical[1])}"
+    remaining = outlook.remaining
+    if remaining is not None and outlook.overdue_s > 0:
+        late = "in the queue" if outlook.source == "queue" else "rendering"
+        return Estimate(None, None, f"longer {late} than any like it so far", outlook.source, True)
+    if remaining is not None and outlook.source != "queue":
+        likely, latest = remaining.quantile(0.5), remaining.quantile(0.9)
+        text = f"about {clock(likely)}"
+        if latest - likely > max(5.0, 0.15 * likely):
+            text += f", at most {clock(latest)}"
+        if outlook.source == "history" and usually:
+            text += f" ({usually} for this model)"
+        return Estimate(likely, latest, text, outlook.source)
+    if g.status is Status.QUEUED and usually:
+        return Estimate(None, None, f"queued; rendering {usually} for this model", "queue")
+    eta = g.eta_seconds(now)
+    if eta is not None:
+        return Estimate(eta, None, f"about {clock(eta)}", "rate")
+    return Estimate(None, None, None, "none")
+
+
+def stuck(g: Generation, now: datetime, history: History | None) -> bool | None:
+    """Whether a render is well past every one of its shape (None: no history to judge by)."""
+    if history is None or len(history) < MIN_RUNS or g.status is not Status.IN_PROGRESS:
+        return None
+    outlook = forecast(g, now, history)
+    if outlook.remaining is None:
+        return None
+    return outlook.overdue_s > max(STUCK_OVERDUE_S, 0.5 * median(history.render))

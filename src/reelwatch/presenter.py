@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from reelwatch import predict
 from reelwatch.models import Event, Generation
 
 
@@ -19,9 +20,13 @@ def to_json(
     stuck: bool = False,
     cost_usd: float | None = None,
     served: bool = True,
+    history: predict.History | None = None,
 ) -> dict[str, Any]:
-    """One generation; `served` is False when no configured worker serves its endpoint."""
-    eta = g.eta_seconds(now)
+    """One generation; `served` is False when no configured worker serves its endpoint;
+    `history` (finished renders of its shape) makes the ETA a range."""
+    guess = predict.estimate(g, now, history) if g.active else None
+    eta = None if guess is None else guess.seconds
+    high = None if guess is None else guess.high_seconds
     end = g.completed_at or (g.updated_at if g.terminal else None) or now
     return {
         "id": g.id,
@@ -32,6 +37,9 @@ def to_json(
         "progress": g.progress,
         "step": g.step,
         "eta_seconds": None if eta is None else round(eta, 1),
+        "eta_high_seconds": None if high is None else round(high, 1),
+        "eta_text": None if guess is None else guess.text,
+        "eta_source": None if guess is None else guess.source,
         "model": g.model,
         "seconds": g.seconds,
         "size": g.size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,18 @@ from typing import Any
 
 import structlog
 
-from reelwatch import attention, clock, exceptions, lifecycle, metrics, presenter, providers
+from reelwatch import (
+    attention,
+    clock,
+    exceptions,
+    lifecycle,
+    metrics,
+    predict,
+    presenter,
+    providers,
+)
 from reelwatch import storage as storage_module
-from reelwatch.engine import Engine, Summary, policy_from
+from reelwatch.engine import HISTORY_SHAPES, HISTORY_TTL_S, Engine, Summary, policy_from
 from reelwatch.engine import supervised as engine_supervised
 from reelwatch.models import Event, EventKind, Generation, NewEvent, Status
 from reelwatch.providers import base
@@ -92,6 +102,7 @@ class Service:
         self.clock = clock
         self.providers = dict(providers or {})
         self.verifiers = dict(verifiers or {})
+        self._histories: dict[str, tuple[float, predict.History]] = {}
         self.engines = {
             name: Engine(
                 store=store, provider=provider, storage=storage, settings=settings, clock=clock
@@ -314,14 +325,45 @@ class Service:
     # --- look -----------------------------------------------------------------------------------
 
     async def get(self, generation_id: str) -> Generation:
-        return await self.store.get(generation_id)
+        g = await self.store.get(generation_id)
+        await self.learn([g])
+        return g
+
+    async def learn(self, items: Sequence[Generation]) -> None:
+        """Read the render history of the active generations' shapes (at most every
+        `HISTORY_TTL_S` per shape), for their ETA ranges and stuck verdicts in `view`."""
+        moment = time.monotonic()
+        for g in items:
+            if not g.active:
+                continue
+            shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
+            cached = self._histories.get(shape)
+            if cached is None or moment - cached[0] >= HISTORY_TTL_S:
+                if len(self._histories) >= HISTORY_SHAPES:
+                    self._histories.clear()
+                history = predict.History(await self.store.renders(shape))
+                self._histories[shape] = (moment, history)
+
+    def renders(self, g: Generation) -> predict.History | None:
+        """The render history of a generation's shape, as last read by `learn`."""
+        shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
+        cached = self._histories.get(shape)
+        return None if cached is None else cached[1]
 
     def view(self, g: Generation) -> dict[str, Any]:
         """The presenter's view with the facts that need settings: whether it looks stuck,
         what running it again would cost, whether any worker here serves it."""
         now = self.clock.now()
-        stuck = attention.suspected_stuck(g, now, self.policy(g.provider))
-        return presenter.to_json(g, now, stuck=stuck, cost_usd=self.cost(g), served=self.served(g))
+        history = self.renders(g)
+        stuck = attention.suspected_stuck(g, now, self.policy(g.provider), history)
+        return presenter.to_json(
+            g,
+            now,
+            stuck=stuck,
+            cost_usd=self.cost(g),
+            served=self.served(g),
+            history=history,
+        )
 
     async def page(
         self,
@@ -337,7 +379,7 @@ class Service:
     ) -> Page:
         if not 1 <= limit <= 1000:
             raise exceptions.InvalidInput("limit: must be between 1 and 1000")
-        return await self.store.page(
+        found = await self.store.page(
             statuses=statuses,
             model=model,
             provider=provider,
@@ -347,6 +389,8 @@ class Service:
             limit=limit,
             cursor=cursor,
         )
+        await self.learn(found.items)
+        return found
 
     async def history(self, generation_id: str) -> list[Event]:
         return await self.store.history(generation_id)
