@@ -58,7 +58,7 @@ class Run:
 class History:
     """The recent finished runs of one shape, with the sorted views the predictor reads."""
 
-    __slots__ = ("_inverse", "queue", "render", "runs", "totals")
+    __slots__ = ("_inverse", "queue", "render", "runs", "signal", "totals")
 
     def __init__(self, runs: Sequence[Run]) -> None:
         self.runs = tuple(runs[:WINDOW])
@@ -66,6 +66,7 @@ class History:
         self.queue = sorted(r.queue_s for r in self.runs if r.queue_s is not None)
         self.totals = sorted(r.queue_s + r.render_s for r in self.runs if r.queue_s is not None)
         self._inverse: dict[int, list[float]] = {}
+        self.signal = sum(1 for r in self.runs if r.marks) * 2 >= len(self.runs) > 0
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -167,6 +168,7 @@ class Forecast:
     remaining: Remaining | None
     source: str
     overdue_s: float = 0.0
+    signal: bool = False  # whether renders of this shape showed any progress
 
 
 NOTHING = Forecast(None, "none")
@@ -177,7 +179,7 @@ def queued(history: History, waited_s: float) -> Forecast:
     looks while queued are for: the better the start is known, the better the end is)."""
     if len(history.queue) < MIN_RUNS:
         return NOTHING
-    return _forecast(Remaining(history.queue, offset=waited_s), "queue")
+    return _forecast(Remaining(history.queue, offset=waited_s), "queue", history.signal)
 
 
 def forecast(g: Generation, now: datetime, history: History | None) -> Forecast:
@@ -230,14 +232,13 @@ def rendering(
             blur = reached_blur_s * median(inverse)
             if progress_spread + blur < spread + start_blur_s:
                 by_progress = Remaining(inverse, scale=reached_s, offset=elapsed_s, blur=blur)
-                return _forecast(by_progress, "progress")
-    return _forecast(by_duration, "history")
+                return _forecast(by_progress, "progress", history.signal)
+    return _forecast(by_duration, "history", history.signal)
 
 
-def _forecast(remaining: Remaining, source: str) -> Forecast:
-    if remaining.overdue:
-        return Forecast(remaining, source, overdue_s=-remaining.latest)
-    return Forecast(remaining, source)
+def _forecast(remaining: Remaining, source: str, signal: bool) -> Forecast:
+    overdue_s = -remaining.latest if remaining.overdue else 0.0
+    return Forecast(remaining, source, overdue_s=overdue_s, signal=signal)
 
 
 def _pick(ordered: Sequence[float], q: float) -> float:
@@ -343,6 +344,9 @@ def clock(seconds: float) -> str:
 def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
     """The ETA of a generation: a range from its shape's history and its progress when there
     is history, else today's straight-line rate (a point), else nothing."""
+    eta = g.eta_seconds(now)
+    if eta is not None and eta > 0:
+        return Estimate(eta, None, f"about {clock(eta)}", "rate")  # its own percent is moving
     outlook = forecast(g, now, history)
     typical = history.typical_render() if history is not None else None
     usually = None if typical is None else f"usually {clock(typical[0])}-{clock(typical[1])}"
@@ -360,7 +364,6 @@ def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
         return Estimate(likely, latest, text, outlook.source)
     if g.status is Status.QUEUED and usually:
         return Estimate(None, None, f"queued; rendering {usually} for this model", "queue")
-    eta = g.eta_seconds(now)
     if eta is not None:
         return Estimate(eta, None, f"about {clock(eta)}", "rate")
     return Estimate(None, None, None, "none")

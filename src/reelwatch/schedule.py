@@ -55,9 +55,10 @@ def poll_interval_s(
 ) -> float:
     """How long until the next status check of a generation that is still rendering.
 
-    With a forecast from the history of its shape (`predict`), the next look is where the
-    chance of finding the end, times the wait, pays for a request (`Remaining.look_after`);
-    past every render of its shape, looks thin out. Without one, as follows.
+    A render whose own percent moves is aimed at the end its rate predicts (below). Otherwise,
+    with a forecast from the history of its shape (`predict`): past every render of the shape,
+    looks thin out; for shapes that show no progress, the next look is where the chance of
+    finding the end, times the wait, pays for a request (`Remaining.look_after`). Otherwise:
 
     While queued (or before the progress has moved between two looks) the interval doubles
     with the time waited, from `queued_poll_s`: nothing is gained by watching a queue closely.
@@ -68,23 +69,22 @@ def poll_interval_s(
     """
     if policy.webhook_poll_s is not None:
         return policy.webhook_poll_s
+    eta = generation.eta_seconds(now)
+    if eta is not None and eta > 0:
+        return _aimed(generation, eta, policy)  # its own progress rate says when it ends
     if forecast is not None and forecast.remaining is not None:
         if forecast.overdue_s > 0:
-            # Past what history allows: stuck or slow, looks thin out (a webhook or a change
-            # of progress still wakes it at once).
+            # Past what history allows and no rate of its own says otherwise: stuck or slow,
+            # looks thin out (a webhook still wakes it at once).
             ceiling = min(policy.poll_max_s, OVERDUE_MAX_S)
             return clamp(forecast.overdue_s / 3, policy.poll_min_s, ceiling)
-        worth = policy.look_worth_s * (QUEUE_WORTH if forecast.source == "queue" else 1.0)
-        return clamp(forecast.remaining.look_after(worth), policy.poll_min_s, policy.poll_max_s)
-    eta = generation.eta_seconds(now)
+        if generation.progress == 0 and not forecast.signal:
+            # No progress to read (the shape's renders never showed any): the history alone.
+            worth = policy.look_worth_s * (QUEUE_WORTH if forecast.source == "queue" else 1.0)
+            wait = forecast.remaining.look_after(worth)
+            return clamp(wait, policy.poll_min_s, policy.poll_max_s)
     if eta is not None:
-        gained = max(1, generation.progress - generation.started_progress)
-        margin = max(0.5, 2.0 * eta / gained)  # integer percents: the rate is good to 1/gained
-        # A look a margin before the end refines a loose estimate; once the estimate is good to
-        # about a second it would learn nothing, so the next look is the last one.
-        if margin > policy.poll_min_s and eta - margin >= policy.poll_min_s:
-            return clamp(eta - margin, policy.poll_min_s, policy.poll_max_s)
-        return clamp(eta + FINISH_SLACK_S, policy.poll_min_s, policy.poll_max_s)
+        return _aimed(generation, eta, policy)
     waited = (now - generation.watch_started_at).total_seconds()
     interval = max(policy.queued_poll_s, waited)
     if previous_look is not None and generation.progress > 0:
@@ -95,6 +95,16 @@ def poll_interval_s(
         # A second look soon gives a real rate; it costs one request and saves a blind wait.
         interval = min(interval, latest_end + FINISH_SLACK_S, policy.second_look_s)
     return clamp(interval, policy.poll_min_s, policy.poll_max_s)
+
+
+def _aimed(generation: Generation, eta: float, policy: Policy) -> float:
+    gained = max(1, generation.progress - generation.started_progress)
+    margin = max(0.5, 2.0 * eta / gained)  # integer percents: the rate is good to 1/gained
+    # A look a margin before the end refines a loose estimate; once the estimate is good to
+    # about a second it would learn nothing, so the next look is the last one.
+    if margin > policy.poll_min_s and eta - margin >= policy.poll_min_s:
+        return clamp(eta - margin, policy.poll_min_s, policy.poll_max_s)
+    return clamp(eta + FINISH_SLACK_S, policy.poll_min_s, policy.poll_max_s)
 
 
 def next_poll_at(
