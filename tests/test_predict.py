@@ -145,8 +145,16 @@ def test_a_render_never_seen_rendering_teaches_nothing() -> None:
 
 
 def test_the_shape_names_provider_model_length_size_and_the_inputs_that_change_the_render() -> None:
-    assert predict.shape_of("openai", "sora-2", 8, "1280x720", {}) == "openai sora-2 8 1280x720"
-    shape = predict.shape_of("fal", "fal-ai/veo3", None, None, {"resolution": "720p", "seed": 3})
+    sora = _rendering_generation(provider="openai", model="sora-2", seconds=8, size="1280x720")
+    assert predict.shape_of(sora) == "openai sora-2 8 1280x720"
+    veo = _rendering_generation(
+        provider="fal",
+        model="fal-ai/veo3",
+        seconds=None,
+        size=None,
+        params={"resolution": "720p", "seed": 3},
+    )
+    shape = predict.shape_of(veo)
     assert shape == "fal fal-ai/veo3   resolution=720p"
 
 

@@ -134,6 +134,32 @@ async def supervised(engine: Engine, stop: asyncio.Event) -> None:
             return
 
 
+class Histories:
+    """The render history of each shape, read from the store at most every `HISTORY_TTL_S`
+    (every worker writes the history; each process reads it)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._read: dict[str, tuple[float, predict.History]] = {}
+
+    async def get(self, g: Generation) -> predict.History:
+        shape = predict.shape_of(g)
+        moment = time.monotonic()
+        cached = self._read.get(shape)
+        if cached is not None and moment - cached[0] < HISTORY_TTL_S:
+            return cached[1]
+        history = predict.History(await self._store.renders(shape))
+        if len(self._read) >= HISTORY_SHAPES:
+            self._read.clear()
+        self._read[shape] = (moment, history)
+        return history
+
+    def last(self, g: Generation) -> predict.History | None:
+        """The history of the generation's shape as last read, without reading."""
+        cached = self._read.get(predict.shape_of(g))
+        return None if cached is None else cached[1]
+
+
 def policy_from(settings: Settings, *, webhooks: bool = False) -> schedule.Policy:
     """The schedule for one provider: with its webhooks on, polls are only a safety net."""
     return schedule.Policy(
@@ -181,7 +207,7 @@ class Engine:
         self._budget_wait_s = 0.0  # how long the shared budget said to wait, at the last claim
         self._swept_at: float | None = None
         self._wake = asyncio.Event()
-        self._histories: dict[str, tuple[float, predict.History]] = {}
+        self.histories = Histories(store)
 
     # --- one cycle (worker --once, cron) ----------------------------------------------------
 
@@ -471,7 +497,7 @@ class Engine:
         now = self.clock.now()
         history = None
         if isinstance(observation, lifecycle.Polled | lifecycle.Submitted | lifecycle.Reconciled):
-            history = await self._history(claim.generation)
+            history = await self.histories.get(claim.generation)
         decision = lifecycle.decide(
             claim.generation, observation, now, self.policy, self._rng.random(), history
         )
@@ -494,20 +520,6 @@ class Engine:
             ) if g.next_poll_at is not None:
                 await self._pause(g.next_poll_at, now)
         return claim
-
-    async def _history(self, g: Generation) -> predict.History:
-        """The finished renders of the generation's shape, read at most every
-        `HISTORY_TTL_S` per shape (every worker writes the history; each reads it)."""
-        shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
-        now = time.monotonic()
-        cached = self._histories.get(shape)
-        if cached is not None and now - cached[0] < HISTORY_TTL_S:
-            return cached[1]
-        history = predict.History(await self.store.renders(shape))
-        if len(self._histories) >= HISTORY_SHAPES:
-            self._histories.clear()
-        self._histories[shape] = (now, history)
-        return history
 
     async def _pause(self, until: datetime, now: datetime) -> None:
         """A 429: this worker stops at once, and every other worker of the provider at its

@@ -608,10 +608,9 @@ def _polled(
         return _timeout(new, now, policy)
     first_look = g.started_at is None and status is Status.IN_PROGRESS
     previous = (g.updated_at or g.submitted_at or g.watch_started_at) if first_look else None
-    outlook = predict.forecast(new, now, history)
     new = dataclasses.replace(
         new,
-        next_poll_at=schedule.next_poll_at(new, now, policy, previous, outlook),
+        next_poll_at=schedule.next_poll_at(new, now, policy, previous, history),
         updated_at=now,
     )
     if status is not g.status:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from statistics import median
-from typing import Any
 
 from reelwatch.models import Generation, Status
 
@@ -58,13 +57,12 @@ class Run:
 class History:
     """The recent finished runs of one shape, with the sorted views the predictor reads."""
 
-    __slots__ = ("_inverse", "queue", "render", "runs", "signal", "totals")
+    __slots__ = ("_inverse", "queue", "render", "runs", "signal")
 
     def __init__(self, runs: Sequence[Run]) -> None:
         self.runs = tuple(runs[:WINDOW])
         self.render = sorted(r.render_s for r in self.runs)
         self.queue = sorted(r.queue_s for r in self.runs if r.queue_s is not None)
-        self.totals = sorted(r.queue_s + r.render_s for r in self.runs if r.queue_s is not None)
         self._inverse: dict[int, list[float]] = {}
         self.signal = sum(1 for r in self.runs if r.marks) * 2 >= len(self.runs) > 0
 
@@ -252,11 +250,10 @@ def _pick(ordered: Sequence[float], q: float) -> float:
 SHAPE_PARAMS = ("duration", "resolution", "aspect_ratio", "num_frames")
 
 
-def shape_of(provider: str, model: str, seconds: int | None, size: str | None, params: Any) -> str:
+def shape_of(g: Generation) -> str:
     """The history a render belongs to: provider, model and the request's length and size."""
-    parts = [provider, model, "" if seconds is None else str(seconds), size or ""]
-    if isinstance(params, Mapping):
-        parts += [f"{k}={params[k]}" for k in SHAPE_PARAMS if params.get(k) is not None]
+    parts = [g.provider, g.model, "" if g.seconds is None else str(g.seconds), g.size or ""]
+    parts += [f"{k}={g.params[k]}" for k in SHAPE_PARAMS if g.params.get(k) is not None]
     return " ".join(parts)[:300]
 
 

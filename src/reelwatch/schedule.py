@@ -51,7 +51,7 @@ def poll_interval_s(
     now: datetime,
     policy: Policy,
     previous_look: datetime | None = None,
-    forecast: predict.Forecast | None = None,
+    history: predict.History | None = None,
 ) -> float:
     """How long until the next status check of a generation that is still rendering.
 
@@ -72,7 +72,9 @@ def poll_interval_s(
     eta = generation.eta_seconds(now)
     if eta is not None and eta > 0:
         return _aimed(generation, eta, policy)  # its own progress rate says when it ends
-    if forecast is not None and forecast.remaining is not None:
+    # Forecast only here: a render with a rate of its own (most polls) needs none.
+    forecast = predict.forecast(generation, now, history)
+    if forecast.remaining is not None:
         if forecast.overdue_s > 0:
             # Past what history allows and no rate of its own says otherwise: stuck or slow,
             # looks thin out (a webhook still wakes it at once).
@@ -112,9 +114,9 @@ def next_poll_at(
     now: datetime,
     policy: Policy,
     previous_look: datetime | None = None,
-    forecast: predict.Forecast | None = None,
+    history: predict.History | None = None,
 ) -> datetime:
-    interval = poll_interval_s(generation, now, policy, previous_look, forecast)
+    interval = poll_interval_s(generation, now, policy, previous_look, history)
     return now + timedelta(seconds=interval)
 
 

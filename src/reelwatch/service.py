@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from reelwatch import (
     providers,
 )
 from reelwatch import storage as storage_module
-from reelwatch.engine import HISTORY_SHAPES, HISTORY_TTL_S, Engine, Summary, policy_from
+from reelwatch.engine import Engine, Histories, Summary, policy_from
 from reelwatch.engine import supervised as engine_supervised
 from reelwatch.models import Event, EventKind, Generation, NewEvent, Status
 from reelwatch.providers import base
@@ -102,7 +101,7 @@ class Service:
         self.clock = clock
         self.providers = dict(providers or {})
         self.verifiers = dict(verifiers or {})
-        self._histories: dict[str, tuple[float, predict.History]] = {}
+        self.histories = Histories(store)
         self.engines = {
             name: Engine(
                 store=store, provider=provider, storage=storage, settings=settings, clock=clock
@@ -330,25 +329,15 @@ class Service:
         return g
 
     async def learn(self, items: Sequence[Generation]) -> None:
-        """Read the render history of the active generations' shapes (at most every
-        `HISTORY_TTL_S` per shape), for their ETA ranges and stuck verdicts in `view`."""
-        moment = time.monotonic()
+        """Read the render history of the active generations' shapes, for their ETA ranges
+        and stuck verdicts in `view`."""
         for g in items:
-            if not g.active:
-                continue
-            shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
-            cached = self._histories.get(shape)
-            if cached is None or moment - cached[0] >= HISTORY_TTL_S:
-                if len(self._histories) >= HISTORY_SHAPES:
-                    self._histories.clear()
-                history = predict.History(await self.store.renders(shape))
-                self._histories[shape] = (moment, history)
+            if g.active:
+                await self.histories.get(g)
 
     def renders(self, g: Generation) -> predict.History | None:
         """The render history of a generation's shape, as last read by `learn`."""
-        shape = predict.shape_of(g.provider, g.model, g.seconds, g.size, g.params)
-        cached = self._histories.get(shape)
-        return None if cached is None else cached[1]
+        return self.histories.last(g)
 
     def view(self, g: Generation) -> dict[str, Any]:
         """The presenter's view with the facts that need settings: whether it looks stuck,

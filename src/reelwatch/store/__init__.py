@@ -893,7 +893,7 @@ def _learn(conn: SyncConnection, before: Status, new: Generation, now: datetime)
     run = predict.learn(new.submitted_at, new.remote_completed_at, looks)
     if run is None:
         return
-    shape = predict.shape_of(new.provider, new.model, new.seconds, new.size, new.params)
+    shape = predict.shape_of(new)
     conn.execute(
         render_history.insert().values(
             shape=shape,
