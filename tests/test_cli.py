@@ -336,3 +336,50 @@ def test_the_worker_exits_with_one_line_when_the_schema_is_wrong(env: dict[str, 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: the database cannot be used")
     assert "Traceback" not in result.stderr
+
+
+def test_simulate_bad_profile_is_one_line(env: dict[str, str]) -> None:
+    result = rw(env, "simulate", "--progress", "sideways", "--port", "0")
+    assert result.returncode == 2
+    assert "progress must be one of linear, lumps, easeout, stall, none" in result.stderr
+
+
+def test_simulate_serves_the_chosen_progress_profile(env: dict[str, str]) -> None:
+    """`--progress none` with a spread: the job renders showing 0 %, then completes."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["simulate", "--port", str(port), "--progress", "none", "--render-spread", "0.1"]
+    args += ["--queue-seconds", "0", "--render-seconds", "1.5", "--queue-per-active", "0.1"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "reelwatch", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        try:
+            origin = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(origin + "/_sim/health", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.1)
+            auth = {"Authorization": "Bearer sk-any"}
+            video = httpx.post(
+                origin + "/v1/videos", json={"prompt": "p", "seconds": "8"}, headers=auth
+            ).json()
+            seen: list[tuple[str, int]] = []
+            for _ in range(100):
+                got = httpx.get(f"{origin}/v1/videos/{video['id']}", headers=auth).json()
+                seen.append((got["status"], got["progress"]))
+                if got["status"] == "completed":
+                    break
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert seen[-1] == ("completed", 100)
+    assert ("in_progress", 0) in seen
+    assert all(p == 0 for status, p in seen if status == "in_progress")

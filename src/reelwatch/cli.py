@@ -425,18 +425,41 @@ def simulate(
     webhook_url: Annotated[str | None, typer.Option(help="POST signed webhooks here.")] = None,
     webhook_secret: Annotated[str | None, typer.Option(help="whsec_... signing secret.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the job scripts.")] = 0,
+    progress: Annotated[
+        str,
+        typer.Option(help="How progress reads: linear, lumps, easeout, stall or none."),
+    ] = "linear",
+    render_spread: Annotated[
+        float | None,
+        typer.Option(
+            help="Draw each render time around --render-seconds (for 8 seconds of video, in "
+            "proportion for others) with this relative spread, e.g. 0.2.",
+            min=0.0,
+        ),
+    ] = None,
+    queue_per_active: Annotated[
+        float,
+        typer.Option(help="Extra queue seconds per job already queued or rendering.", min=0.0),
+    ] = 0.0,
 ) -> None:
     """Every provider's video API, simulated, for demos and tests (no key, no internet)."""
     from reelwatch import simulator
 
-    config = simulator.SimConfig(
-        api_key=api_key,
-        queue_s=(queue_seconds, queue_seconds),
-        render_s=(render_seconds, render_seconds),
-        seed=seed,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-    )
+    try:
+        config = simulator.SimConfig(
+            api_key=api_key,
+            queue_s=(queue_seconds, queue_seconds),
+            render_s=(render_seconds, render_seconds),
+            seed=seed,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            progress=progress,
+            render_spread=render_spread,
+            model_render_s={},  # every model's mean is --render-seconds
+            queue_per_active_s=queue_per_active,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve(config, host=host, port=port)
 

@@ -14,6 +14,7 @@ Prompt directives, anywhere in the prompt (the prompt is echoed unchanged):
     [sim:bytes=1048576]           size of the video variant
     [sim:unknown_status=processing]  report this raw status while rendering
     [sim:vanish_after=30]         404 for everything about the job after 30 s
+    [sim:progress=lumps]          progress profile: linear, lumps, easeout, stall or none
 An unknown key or a malformed value is a 400 on `prompt`.
 
 Faults (`Simulator.inject(route, kind, count=1, video_id=None, **params)`, or POST /_sim/faults):

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from reelwatch.simulator import jobs
+
+DEFAULT_MODEL_RENDER_S: Mapping[str, float] = {"sora-2": 30.0, "sora-2-pro": 60.0}
+"""Mean render time of an 8-second video per model, used when `render_spread` is set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +31,22 @@ class SimConfig:
     queue_s: tuple[float, float] = (1.0, 3.0)
     """Each job waits a duration drawn uniformly from this range before rendering."""
     render_s: tuple[float, float] = (4.0, 10.0)
-    """Each job renders for a duration drawn uniformly from this range."""
+    """Each job renders for a duration drawn uniformly from this range (unless `render_spread`
+    is set)."""
+    render_spread: float | None = None
+    """If set, a relative standard deviation (e.g. 0.1): each job renders for a duration drawn
+    from a normal distribution around its model's mean (`model_render_s`, else the middle of
+    `render_s`) times its seconds / 8, truncated at 0.2 x that mean. None: uniform `render_s`."""
+    model_render_s: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_MODEL_RENDER_S)
+    )
+    """Mean render seconds of an 8-second video per model, for `render_spread`; a dated
+    snapshot (`sora-2-2025-10-06`) uses its model's entry."""
+    progress: str = jobs.DEFAULT_PROFILE
+    """Progress profile of jobs without a `[sim:progress=...]` directive (see `jobs.PROFILES`)."""
+    queue_per_active_s: float = 0.0
+    """Extra queue seconds per job of the same dialect still queued or rendering when a job is
+    created (jobs with a `queue=` directive are exempt): queue waits grow with load."""
     seed: int = 0
     """Seed of the random source the durations are drawn from."""
     video_bytes: int = 256 * 1024
@@ -72,6 +94,19 @@ class SimConfig:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
+        if self.progress not in jobs.PROFILES:
+            raise ValueError(f"progress must be one of {', '.join(jobs.PROFILES)}")
+        if self.render_spread is not None and not (
+            math.isfinite(self.render_spread) and self.render_spread >= 0
+        ):
+            raise ValueError("render_spread must be None or a finite number >= 0")
+        if not (math.isfinite(self.queue_per_active_s) and self.queue_per_active_s >= 0):
+            raise ValueError("queue_per_active_s must be a finite number >= 0")
+        means = dict(self.model_render_s)
+        for model, mean in means.items():
+            if not isinstance(model, str) or not (math.isfinite(mean) and mean >= 0):
+                raise ValueError("model_render_s must map model names to finite seconds >= 0")
+        object.__setattr__(self, "model_render_s", means)  # a copy the caller cannot change
         for name in (
             "video_bytes",
             "latency_s",
@@ -119,6 +154,25 @@ class SimConfig:
             if not key:
                 raise ValueError("webhook_secret must not be empty")
 
+    def mean_render_s(self, model: str, seconds: str) -> float:
+        """The mean render time `render_spread` draws around for a job of `model` and `seconds`.
+
+        The model's `model_render_s` entry (a dated snapshot uses its model's), else the middle
+        of `render_s`; scaled by seconds / 8 (the default seconds when `seconds` is no number).
+        """
+        mean = self.model_render_s.get(model)
+        if mean is None:
+            mean = self.model_render_s.get(_SNAPSHOT_DATE.sub("", model))
+        if mean is None:
+            mean = sum(self.render_s) / 2
+        try:
+            length = float(seconds)
+        except ValueError:
+            length = float(jobs.DEFAULT_SECONDS)
+        if not (math.isfinite(length) and length > 0):
+            length = float(jobs.DEFAULT_SECONDS)
+        return mean * length / 8
+
     @property
     def webhooks_enabled(self) -> bool:
         """Whether terminal transitions are announced by webhook."""
@@ -126,6 +180,7 @@ class SimConfig:
 
 
 DEFAULT_CONFIG = SimConfig()
+_SNAPSHOT_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
 def secret_key(secret: str) -> bytes:

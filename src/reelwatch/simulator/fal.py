@@ -206,16 +206,18 @@ def _iso(at: float) -> str:
 
 
 def logs_at(job: jobs.Job, at: float) -> list[dict[str, str]]:
-    """Runner log lines up to `at`: model loading, then lumpy `Generating video: N%` lines."""
+    """Runner log lines up to `at`: model loading, then `Generating video: N%` lines.
+
+    The progress lines are `jobs.progress_marks`: the last one reads `jobs.progress_at` as of
+    its moment (none at all for the `none` profile).
+    """
     started = jobs.started_at(job, at)
     if started is None:
         return []
     render_s = job.script.render_s
-    cap = 99 if job.script.stuck_at is None else job.script.stuck_at
     lines = [_log(started, f"Loading model weights (seed {jobs.seed_of(job)})")]
-    for fraction, percent in jobs.checkpoints(job):
-        when = started + fraction * render_s
-        if when > at or percent > cap:
+    for when, percent in jobs.progress_marks(job):
+        if when > at:
             break
         lines.append(_log(when, f"Generating video: {percent}%"))
     if jobs.state_at(job, at).status == jobs.Status.COMPLETED:

@@ -1,9 +1,15 @@
 """Simulated video jobs: their script, and their state as a pure function of script and time.
 
-A job is fixed at creation: when it leaves the queue, how long it renders, how it ends. Prompt
-directives such as `[sim:queue=0,render=5,fail=moderation_blocked]` script it through the real API;
-anything not scripted is drawn from the simulator's seeded random source. `state_at(job, now)`
-answers what the API reports at any moment, so there is no mutable status to keep in sync.
+A job is fixed at creation: when it leaves the queue, how long it renders, how it ends and how
+its progress reads. Prompt directives such as `[sim:queue=0,render=5,fail=moderation_blocked]`
+script it through the real API; anything not scripted is drawn from the simulator's seeded random
+source. `state_at(job, now)` answers what the API reports at any moment, so there is no mutable
+status to keep in sync.
+
+Progress while rendering is one function for every dialect, `progress_at(job, at)`, shaped by the
+job's progress profile (`[sim:progress=lumps]`, see `PROFILES`); the Replicate and fal logs are
+drawn from the same function by `progress_marks(job)`, so what a client reads in them is what the
+OpenAI dialect would report as `progress` at that moment.
 
 The same core serves every dialect (OpenAI, Replicate, fal): a job records its `dialect`, the
 dialect's own request data in `extra`, and the only two things that can change after creation --
@@ -15,6 +21,7 @@ maps them onto its own vocabulary.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import random
@@ -54,10 +61,20 @@ PROMPT_MAX_CHARS = 32000
 MODERATION_MESSAGE = "Your request was blocked by our moderation system."
 STUCK_PROGRESS = 50
 """Where a `stuck` job's progress freezes unless the directive names a value."""
+PROFILES = ("linear", "lumps", "easeout", "stall", "none")
+"""How progress reads while rendering (`[sim:progress=...]`, `SimConfig.progress`):
+`linear` a straight line; `lumps` 2-4 jumps at random points, holding in between at the fraction
+reached at the last jump; `easeout` fast then slow; `stall` a straight line held flat for a
+stretch, then back on the line; `none` 0 throughout (as Google Veo reports it)."""
+DEFAULT_PROFILE = "linear"
+MARK_STEP = 5
+"""Progress log lines are thinned to one per rise of this many percent (jumps always get one)."""
 
 _DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
 _FLAGS = frozenset({"stuck"})
-_KEYS = frozenset({"queue", "render", "fail", "stuck", "bytes", "unknown_status", "vanish_after"})
+_KEYS = frozenset(
+    {"queue", "render", "fail", "stuck", "bytes", "unknown_status", "vanish_after", "progress"}
+)
 
 
 class DirectiveError(ValueError):
@@ -76,6 +93,8 @@ class Script:
     stuck_at: int | None = None
     unknown_status: str | None = None
     vanish_after_s: float | None = None
+    progress: str = DEFAULT_PROFILE
+    """The progress profile (one of `PROFILES`)."""
 
     @property
     def finish_after_s(self) -> float | None:
@@ -201,7 +220,13 @@ def parse_directives(prompt: str) -> dict[str, str | None]:
 
 
 def script_for(
-    prompt: str, *, queue_s: float, render_s: float, video_bytes: int, expires_after_s: float
+    prompt: str,
+    *,
+    queue_s: float,
+    render_s: float,
+    video_bytes: int,
+    expires_after_s: float,
+    progress: str = DEFAULT_PROFILE,
 ) -> Script:
     """The script of a new job: the drawn defaults, overridden by the prompt's directives."""
     found = parse_directives(prompt)
@@ -221,6 +246,7 @@ def script_for(
             _word("unknown_status", found["unknown_status"]) if "unknown_status" in found else None
         ),
         vanish_after_s=_duration("vanish_after", vanish) if "vanish_after" in found else None,
+        progress=_profile(found["progress"]) if "progress" in found else progress,
     )
 
 
@@ -272,19 +298,6 @@ def started_at(job: Job, now: float) -> float | None:
     return render_at
 
 
-def checkpoints(job: Job) -> list[tuple[float, int]]:
-    """Lumpy progress marks `(fraction of the render, percent)`, fixed per job by its id.
-
-    Between 8 and 16 marks at uneven times with uneven jumps, so progress stalls and leaps
-    the way real renders report it (the OpenAI dialect reports a smooth integer instead).
-    """
-    rng = random.Random(job.id)
-    count = rng.randint(8, 16)
-    times = sorted(rng.random() for _ in range(count))
-    percents = sorted(rng.randint(1, 99) for _ in range(count))
-    return list(zip(times, percents, strict=True))
-
-
 def seed_of(job: Job) -> int:
     """The random seed a job reports it rendered with (fixed by its id)."""
     return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "big") % 2**31
@@ -299,7 +312,7 @@ def state_at(job: Job, now: float) -> State:
     stop = stop_of(job)
     if stop is not None and now >= stop[0]:
         at, status = stop
-        progress = 0 if at < render_start else _linear_progress(job, at)
+        progress = 0 if at < render_start else progress_at(job, at)
         return State(
             status=status, progress=progress, completed_at=math.floor(at), vanished=vanished
         )
@@ -308,7 +321,7 @@ def state_at(job: Job, now: float) -> State:
     finish_at = job.finish_at
     if finish_at is None or now < finish_at:
         rendering: str = script.unknown_status or Status.IN_PROGRESS
-        return State(status=rendering, progress=_linear_progress(job, now), vanished=vanished)
+        return State(status=rendering, progress=progress_at(job, now), vanished=vanished)
     completed_at = math.floor(finish_at)
     if script.fail_code is not None:
         return State(
@@ -328,13 +341,140 @@ def state_at(job: Job, now: float) -> State:
     )
 
 
-def _linear_progress(job: Job, at: float) -> int:
-    """The OpenAI dialect's smooth integer progress while rendering."""
-    script = job.script
-    render_start = job.render_at
-    progress = 99 if script.render_s <= 0 else int(99 * (at - render_start) / script.render_s)
-    progress = min(progress, 99 if script.stuck_at is None else script.stuck_at)
-    return max(progress, 0)
+def progress_at(job: Job, at: float) -> int:
+    """The percent (0..99) a job reports at `at` while rendering, per its progress profile.
+
+    0 before rendering starts; a `stuck` job's progress never passes its stuck value (it climbs
+    to it as the profile goes and freezes there, except `none`, which stays 0). Only meaningful
+    while the job is rendering: `state_at` reports 100 or 0 once it has ended.
+    """
+    return _progress(job.id, job.render_at, job.script, at)
+
+
+def progress_marks(job: Job) -> tuple[tuple[float, int], ...]:
+    """When a progress log line appears, and the percent it shows: `(simulated time, percent)`.
+
+    One mark per moment the percent of `progress_at` changes, thinned to one per rise of
+    `MARK_STEP` percent, plus every jump (`lumps`, the end of a `stall`), the start of a stall
+    and, for a stuck job, the moment it reaches its stuck value. Each mark's percent equals
+    `progress_at(job, time)`, so the last line a client has seen is the current progress up to
+    the thinning. Only marks while the job renders: none at or after its scripted finish, none
+    at all for the `none` profile.
+    """
+    marks = _marks(job.id, job.render_at, job.script)
+    finish_at = job.finish_at
+    if finish_at is None or not marks or marks[-1][0] < finish_at:
+        return marks
+    return tuple(mark for mark in marks if mark[0] < finish_at)  # a render of (next to) nothing
+
+
+def _progress(job_id: str, render_at: float, script: Script, at: float) -> int:
+    if at < render_at or script.progress == "none":
+        return 0
+    cap = 99 if script.stuck_at is None else script.stuck_at
+    if script.progress == "linear":
+        progress = 99 if script.render_s <= 0 else int(99 * (at - render_at) / script.render_s)
+        return max(min(progress, cap), 0)
+    fraction = 1.0 if script.render_s <= 0 else (at - render_at) / script.render_s
+    return max(min(_shape(job_id, script.progress, fraction), cap), 0)
+
+
+def _shape(job_id: str, profile: str, fraction: float) -> int:
+    """The percent a profile reads at `fraction` of the render (99 from the render's end on)."""
+    if fraction >= 1:
+        return 99
+    if fraction <= 0:
+        return 0
+    if profile == "easeout":
+        return int(99 * (1 - (1 - fraction) ** 2))
+    if profile == "lumps":
+        held = 0.0
+        for point in _lumps(job_id):
+            if point > fraction:
+                break
+            held = point
+        return int(99 * held)
+    if profile == "stall":
+        stall_at, resume_at = _stall(job_id)
+        if stall_at <= fraction < resume_at:
+            return int(99 * stall_at)
+        return int(99 * fraction)
+    return int(99 * fraction)  # linear (via `progress_at` it keeps its own float arithmetic)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lumps(job_id: str) -> tuple[float, ...]:
+    """Fractions of the render at which a `lumps` job's progress jumps (2-4, fixed by its id).
+
+    Each lands inside its own whole percent (`int(99 * point)` is that percent), at least 3
+    percent above the previous one, so every jump shows and none follows another too closely.
+    """
+    rng = random.Random(f"{job_id}/lumps")
+    slots = sorted(rng.sample(range(1, 19), rng.randint(2, 4)))
+    percents = [5 * slot + rng.randint(0, 2) for slot in slots]
+    return tuple((percent + rng.uniform(0.2, 0.8)) / 99 for percent in percents)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stall(job_id: str) -> tuple[float, float]:
+    """Fractions of the render where a `stall` job's progress stops, and where it resumes."""
+    rng = random.Random(f"{job_id}/stall")
+    stall_at = rng.uniform(0.3, 0.6)
+    return stall_at, stall_at + rng.uniform(0.2, 0.35)  # back on the line before the end
+
+
+def _breakpoints(job_id: str, script: Script) -> list[tuple[float, int, bool]]:
+    """`(fraction, percent, jump)` where the profile (uncapped) first reads each new percent."""
+    profile = script.progress
+    if profile == "none":
+        return []
+    if script.render_s <= 0:
+        return [(0.0, 99, True)]
+    points: list[tuple[float, int, bool]]
+    if profile == "lumps":
+        points = [(point, int(99 * point), True) for point in _lumps(job_id)]
+    elif profile == "easeout":
+        points = [(1 - math.sqrt(1 - k / 99), k, False) for k in range(1, 99)]
+    elif profile == "stall":
+        stall_at, resume_at = _stall(job_id)
+        held, resumed = int(99 * stall_at), int(99 * resume_at)
+        points = [(k / 99, k, k == held) for k in range(1, held + 1)]  # a line for the stall
+        points.append((resume_at, resumed, True))
+        points.extend((k / 99, k, False) for k in range(resumed + 1, 99))
+    else:
+        points = [(k / 99, k, False) for k in range(1, 99)]
+    points.append((1.0, 99, True))  # the render's end: only a stuck job renders past it
+    return points
+
+
+@functools.lru_cache(maxsize=4096)
+def _marks(job_id: str, render_at: float, script: Script) -> tuple[tuple[float, int], ...]:
+    cap = 99 if script.stuck_at is None else script.stuck_at
+    stuck = script.stuck_at is not None
+    marks: list[tuple[float, int]] = []
+    last = 0
+    for fraction, raw, jump in _breakpoints(job_id, script):
+        if fraction >= 1 and not stuck:
+            break
+        percent = min(raw, cap)
+        if percent <= last:
+            continue
+        frozen = raw >= cap
+        if not (jump or frozen or percent - last >= MARK_STEP):
+            continue
+        at = render_at + fraction * script.render_s
+        # Float rounding may put the computed moment an ulp before the percent is reached.
+        for _ in range(64):
+            if _progress(job_id, render_at, script, at) >= percent:
+                break
+            at = math.nextafter(at, math.inf)
+        shown = _progress(job_id, render_at, script, at)
+        if shown > last:
+            marks.append((at, shown))
+            last = shown
+        if frozen:
+            break
+    return tuple(marks)
 
 
 def video_object(job: Job, state: State) -> dict[str, Any]:
@@ -378,6 +518,13 @@ def _integer(key: str, raw: str | None, *, high: int | None = None) -> int:
         limit = "" if high is None else f" and <= {high}"
         raise DirectiveError(f"simulator directive {key!r} must be >= 0{limit}")
     return value
+
+
+def _profile(raw: str | None) -> str:
+    if raw is None or raw not in PROFILES:
+        allowed = ", ".join(PROFILES)
+        raise DirectiveError(f"simulator directive 'progress' must be one of {allowed}")
+    return raw
 
 
 def _word(key: str, raw: str | None) -> str:

@@ -179,26 +179,25 @@ def prediction(job: jobs.Job, now: float, *, retention_s: float) -> dict[str, An
 
 
 def logs_at(job: jobs.Job, at: float) -> str:
-    """The prediction's logs at `at`: a seed line, then tqdm progress lines as rendering goes."""
+    """The prediction's logs at `at`: a seed line, then tqdm progress lines as rendering goes.
+
+    The progress lines are `jobs.progress_marks`: the last one reads `jobs.progress_at` as of
+    its moment (none at all for the `none` profile).
+    """
     started = jobs.started_at(job, at)
     if started is None:
         return ""
     lines = [f"Using seed: {jobs.seed_of(job)}"]
     total = _total_steps(job)
     render_s = job.script.render_s
-    for fraction, percent in _visible_checkpoints(job):
-        if started + fraction * render_s > at:
+    for when, percent in jobs.progress_marks(job):
+        if when > at:
             break
-        lines.append(_tqdm(percent, total, fraction * render_s, render_s))
+        lines.append(_tqdm(percent, total, when - started, render_s))
     if jobs.state_at(job, at).status == jobs.Status.COMPLETED:
         lines.append(_tqdm(100, total, render_s, render_s))
         lines.append(f"Video written to {OUTPUT_FILE}")
     return "\n".join(lines) + "\n"
-
-
-def _visible_checkpoints(job: jobs.Job) -> list[tuple[float, int]]:
-    cap = 99 if job.script.stuck_at is None else job.script.stuck_at
-    return [(fraction, percent) for fraction, percent in jobs.checkpoints(job) if percent <= cap]
 
 
 def _total_steps(job: jobs.Job) -> int:
@@ -255,8 +254,7 @@ def _log_moments(job: jobs.Job, end: float | None) -> list[float]:
     started = jobs.started_at(job, math.inf if end is None else end)
     if started is None:
         return []
-    render_s = job.script.render_s
-    times = [started] + [started + f * render_s for f, _ in _visible_checkpoints(job)]
+    times = [started] + [when for when, _ in jobs.progress_marks(job)]
     kept: list[float] = []
     for at in times:
         if end is not None and at >= end:

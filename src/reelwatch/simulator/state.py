@@ -15,6 +15,8 @@ import base64
 import dataclasses
 import functools
 import hashlib
+import heapq
+import math
 import random
 import secrets
 import threading
@@ -64,6 +66,7 @@ class Simulator:
         self._fingerprints: set[tuple[str, ...]] = set()
         self._creates = 0
         self._duplicate_creates = 0
+        self._load = Load()
 
     @functools.cached_property
     def app(self) -> Starlette:
@@ -96,16 +99,27 @@ class Simulator:
         "webhook_url": url}` (missing keys get defaults; see `replicate.py` / `fal.py`).
         `deadline_s` (from now) aborts the job if it has not started rendering by then, and
         also cancels it while rendering if `deadline_while_running`. `expires_after_s`
-        overrides the configured media lifetime for this job.
+        overrides the configured media lifetime for this job. Unscripted durations follow the
+        config: `render_spread` (around the model's mean x `seconds` / 8) and
+        `queue_per_active_s` (per job of the dialect still queued or rendering now).
         """
         if dialect not in jobs.DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(jobs.DIALECTS)}")
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError("deadline_s must be positive")
         settings = self.config
+        details = _dialect_extra(dialect, prompt, model, extra, self.origin)
+        job_model = str(details.get("model", model))
+        now = self.clock.now()
         with self._lock:
             queue_s = self._rng.uniform(*settings.queue_s)
-            render_s = self._rng.uniform(*settings.render_s)
+            if settings.render_spread is None:
+                render_s = self._rng.uniform(*settings.render_s)
+            else:
+                mean = settings.mean_render_s(job_model, seconds)
+                render_s = truncated_normal(self._rng, mean, settings.render_spread)
+            if settings.queue_per_active_s:
+                queue_s += settings.queue_per_active_s * self._load.active(dialect, now)
         script = jobs.script_for(
             prompt,
             queue_s=queue_s,
@@ -114,17 +128,16 @@ class Simulator:
             expires_after_s=settings.expires_after_s
             if expires_after_s is None
             else expires_after_s,
+            progress=settings.progress,
         )
-        details = _dialect_extra(dialect, prompt, model, extra, self.origin)
         fingerprint = (dialect, prompt, model, seconds, size)
-        now = self.clock.now()
         with self._lock:
             job = jobs.Job(
                 id=jobs.new_job_id(dialect),
                 seq=len(self._order),
                 created_at=now,
                 prompt=prompt,
-                model=str(details.get("model", model)),
+                model=job_model,
                 seconds=seconds,
                 size=size,
                 script=script,
@@ -139,6 +152,7 @@ class Simulator:
             self._order.append(job.id)
             self._seq[job.id] = job.seq
             self._creates += 1
+            self._load.add(job)
             if fingerprint in self._fingerprints:
                 self._duplicate_creates += 1
             else:
@@ -161,6 +175,7 @@ class Simulator:
                 return None
             if not state.active:
                 return job
+            self._load.ended(job, now)
             job = dataclasses.replace(job, cancelled_at=now)
             self._jobs[job_id] = job
         self._schedule_webhooks(job, only_at=now)
@@ -174,6 +189,7 @@ class Simulator:
                     "id": job.id,
                     "created_at": job.created_at,
                     "finish_at": job.finish_at,
+                    "render_at": job.render_at,
                     "fails": job.script.fail_code is not None,
                     "dialect": job.dialect,
                     "ends_at": jobs.end_at(job),
@@ -213,8 +229,11 @@ class Simulator:
 
     def delete(self, video_id: str) -> None:
         """Forget a job: later calls about it answer 404."""
+        now = self.clock.now()
         with self._lock:
-            self._jobs.pop(video_id, None)
+            job = self._jobs.pop(video_id, None)
+            if job is not None:
+                self._load.ended(job, now)
 
     def page(
         self,
@@ -353,6 +372,7 @@ class Simulator:
             self._downloads.clear()
             self._fingerprints.clear()
             self._creates = self._duplicate_creates = 0
+            self._load = Load()
         self.faults.reset()
         self.outbox.reset()
         self.clock.reset()
@@ -455,6 +475,52 @@ class Simulator:
             return None
         kind = "video.completed" if state.status == jobs.Status.COMPLETED else "video.failed"
         return webhooks.Event(type=kind, video_id=job.id, created_at=int(finish_at))
+
+
+class Load:
+    """How many jobs of each dialect are queued or rendering, counted in amortised O(log n).
+
+    Per dialect a heap of `(end, job id)` as scripted at creation (a stuck job never ends); a
+    job cancelled or deleted before that end is remembered until its entry leaves the heap.
+    Not thread-safe: the simulator calls it under its lock.
+    """
+
+    def __init__(self) -> None:
+        self._ends: dict[str, list[tuple[float, str]]] = {}
+        self._early: dict[str, set[str]] = {}
+
+    def add(self, job: jobs.Job) -> None:
+        """Count a new job until its scripted end (a deadline included)."""
+        end = jobs.end_at(job)
+        entry = (math.inf if end is None else end, job.id)
+        heapq.heappush(self._ends.setdefault(job.dialect, []), entry)
+
+    def ended(self, job: jobs.Job, now: float) -> None:
+        """A job (as it stood) stops counting at `now`, before its end: cancelled or deleted."""
+        end = jobs.end_at(job)
+        if job.dialect in self._ends and (end is None or end > now):
+            self._early.setdefault(job.dialect, set()).add(job.id)
+
+    def active(self, dialect: str, now: float) -> int:
+        """Jobs of `dialect` still queued or rendering at `now`."""
+        ends = self._ends.get(dialect)
+        if not ends:
+            return 0
+        early = self._early.setdefault(dialect, set())
+        while ends and ends[0][0] <= now:
+            _, job_id = heapq.heappop(ends)
+            early.discard(job_id)
+        return len(ends) - len(early)
+
+
+def truncated_normal(rng: random.Random, mean: float, spread: float) -> float:
+    """A draw around `mean` with relative standard deviation `spread`, at least 0.2 x mean."""
+    floor = 0.2 * mean
+    for _ in range(100):  # each try lands above the floor with probability > 1/2
+        value = rng.gauss(mean, spread * mean)
+        if value >= floor:
+            return value
+    return mean
 
 
 def _dialect_extra(
