@@ -8,6 +8,9 @@ Every scenario starts the simulator and the contenders itself, on the same seede
 in the same run. `--quick` shrinks the workload so CI can check the harness still works; only
 full runs are quoted in docs/benchmarks.md.
 
+`python -m bench profiles [--profile lumps ...]` runs the lag and ETA-accuracy scenario per
+progress profile of the simulator (all five by default).
+
 `python -m bench chaos [--soak-seconds N]` runs the reliability scenarios (tests/chaos) in
 their long mode and prints their table; it is not part of `all` (it has its own CI step) and
 exits non-zero when a scenario fails.
@@ -20,7 +23,7 @@ import importlib
 import json
 import sys
 
-SCENARIOS = ("lag", "scale", "download", "api")
+SCENARIOS = ("lag", "profiles", "scale", "download", "api")
 SEPARATE = ("chaos",)  # run only when named
 
 
@@ -40,7 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="lag only: the simulator dialect reelwatch monitors (default openai)",
     )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=("linear", "lumps", "easeout", "stall", "none"),
+        help="profiles only: run this progress profile (repeatable; default all five)",
+    )
     args = parser.parse_args(argv)
+    if args.profile and args.scenario != "profiles":
+        parser.error("--profile applies to the profiles scenario only")
     if args.soak_seconds is not None and args.scenario != "chaos":
         parser.error("--soak-seconds applies to the chaos scenario only")
     if args.provider is not None and args.scenario != "lag":
@@ -54,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     for name in chosen:
         module = importlib.import_module(f"bench.{name}")
-        if name == "lag" and args.provider is not None:
+        if name == "profiles" and args.profile:
+            path = module.run(quick=args.quick, only=tuple(args.profile))
+        elif name == "lag" and args.provider is not None:
             path = module.run(quick=args.quick, provider=args.provider)
         else:
             path = module.run(quick=args.quick)

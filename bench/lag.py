@@ -131,10 +131,17 @@ async def create_jobs(base_url: str, prompts: list[str]) -> list[str]:
         return list(await asyncio.gather(*(one(p) for p in prompts)))
 
 
-def finish_times(base_url: str) -> dict[str, float]:
+def timeline(base_url: str) -> list[dict[str, Any]]:
+    """Every job's id, creation, render start and scripted finish (GET /_sim/jobs)."""
     origin = base_url.removesuffix("/v1")
-    jobs = httpx.get(f"{origin}/_sim/jobs", timeout=30).json()
-    return {job["id"]: job["finish_at"] for job in jobs if job["finish_at"] is not None}
+    jobs: list[dict[str, Any]] = httpx.get(f"{origin}/_sim/jobs", timeout=30).json()
+    return jobs
+
+
+def finish_times(base_url: str) -> dict[str, float]:
+    return {
+        job["id"]: job["finish_at"] for job in timeline(base_url) if job["finish_at"] is not None
+    }
 
 
 def sim_stats(base_url: str) -> dict[str, Any]:

@@ -78,12 +78,67 @@ def test_straight_line_progress_is_read_through_the_history() -> None:
     rng = random.Random(1)
     history = History([linear_run(rng.uniform(20.0, 60.0)) for _ in range(100)])
     # This render takes 45 s and showed 40 % at 18 s; it has run 20 s.
-    forecast = predict.rendering(
-        history, elapsed_s=20.0, percent=40, reached_s=18.0 * 40 / 39.6, reached_blur_s=0.5
-    )
+    forecast = predict.rendering(history, elapsed_s=20.0, percent=40, reached_s=18.0 * 40 / 39.6)
     assert forecast.source == "progress"
     assert forecast.remaining is not None
     assert forecast.remaining.quantile(0.5) == pytest.approx(25.0, rel=0.1)
+
+
+def easeout_run(render_s: float, looks: tuple[float, ...]) -> Run:
+    """A render whose percent rose fast, then slow (the simulator's `easeout`), seen at `looks`
+    (fractions of the render)."""
+    return Run(2.0, render_s, tuple((f, int(99 * (1 - (1 - f) ** 2))) for f in looks))
+
+
+def test_two_percents_read_through_the_shapes_curve_not_a_straight_line() -> None:
+    rng = random.Random(4)
+    looks = [tuple(sorted(rng.uniform(0.02, 0.98) for _ in range(4))) for _ in range(100)]
+    history = History([easeout_run(rng.uniform(40.0, 80.0), f) for f in looks])
+    # A 60 s render first seen at 10 % done (19 %), again at 50 % done (74 %), now at 32 s.
+    start = 0.0
+    anchor_s, reached_s = 6.0, 30.0
+    forecast = predict.rendering(
+        history,
+        elapsed_s=32.0,
+        start_blur_s=4.0,
+        percent=74,
+        reached_s=reached_s,
+        anchor_percent=19,
+        anchor_s=anchor_s - start,
+    )
+    assert forecast.source == "progress" and forecast.remaining is not None
+    assert forecast.remaining.quantile(0.5) == pytest.approx(60.0 - 32.0, abs=3.0)
+    # The straight line through the same two looks says about 9 s: 19 s too early.
+    straight = 30.0 + (99 - 74) * (reached_s - anchor_s) / (74 - 19) - 32.0
+    assert straight < 28.0 - 15.0
+
+
+def test_a_percent_standing_still_past_its_time_falls_back_on_the_durations() -> None:
+    history = History([linear_run(60.0 + i / 10) for i in range(50)])
+    # 40 % was reached at 10 s (as if it took 25 s in all); at 50 s it still shows 40 %.
+    forecast = predict.rendering(history, elapsed_s=50.0, percent=40, reached_s=10.0)
+    assert forecast.source == "history" and forecast.overdue_s == 0.0
+    assert forecast.remaining is not None
+    assert 10.0 <= forecast.remaining.quantile(0.5) <= 15.0
+
+
+def test_a_run_is_learnt_with_each_percent_at_the_look_that_showed_it() -> None:
+    from datetime import timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    at = [t0 + timedelta(seconds=s) for s in (1, 3, 8, 13, 14)]
+    looks = [
+        predict.Look(at[0], "queued", 0),
+        predict.Look(at[1], "in_progress", 10),  # the render began between 1 s and 3 s
+        predict.Look(at[2], "in_progress", 40),
+        predict.Look(at[3], "in_progress", 40),
+        predict.Look(at[4], "downloading", 100),
+    ]
+    run = predict.learn(t0, t0 + timedelta(seconds=13), looks)
+    assert run is not None
+    assert run.queue_s == 2.0 and run.render_s == pytest.approx(13.5 - 2.0)
+    assert [percent for _, percent in run.marks] == [10, 40]
+    assert [f for f, _ in run.marks] == pytest.approx([1.0 / 11.5, 6.0 / 11.5])
 
 
 def test_progress_that_says_nothing_falls_back_on_the_durations() -> None:

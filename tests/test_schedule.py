@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelwatch import schedule
+from reelwatch import predict, schedule
 from reelwatch.models import Generation, Status
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -305,3 +307,46 @@ def test_first_look_never_waits_past_the_latest_possible_end() -> None:
     g = rendering(90, started_s=20, started_progress=90, seen_s=20)
     interval = schedule.poll_interval_s(g, at(20), POLICY, previous_look=at(10))
     assert interval == pytest.approx(9 * 10 / 90 + schedule.FINISH_SLACK_S)
+
+
+# --- with a history of the shape --------------------------------------------------------------
+
+
+def _lumpy_history() -> predict.History:
+    """Renders of 40-80 s whose percent jumped at uneven points (seen at three looks each)."""
+    rng = random.Random(7)
+    runs = []
+    for _ in range(100):
+        marks = tuple(sorted((rng.uniform(0.1, 0.9), 0) for _ in range(3)))
+        runs.append(predict.Run(2.0, rng.uniform(40.0, 80.0), tuple(
+            (f, 10 + 30 * i) for i, (f, _) in enumerate(marks)
+        )))  # fmt: skip
+    return predict.History(runs)
+
+
+def test_with_history_a_moving_percent_is_planned_from_the_forecast_not_the_rate() -> None:
+    """With a history of its (lumpy) shape, a render whose percent moves is looked at where
+    the forecast says (Keller's rule, or half-way to the likely end while that is loosely
+    known), not where the straight line through its two percents ends."""
+    history = _lumpy_history()
+    g = dataclasses.replace(
+        rendering(40, started_s=5, started_progress=10, seen_s=10), started_after=at(0)
+    )
+    now = at(10)
+    forecast = predict.forecast(g, now, history)
+    assert forecast.remaining is not None and forecast.signal
+    remaining = forecast.remaining
+    likely = remaining.quantile(0.5)
+    assert remaining.quantile(0.9) - remaining.quantile(0.1) > schedule.LOOSE * likely
+    expected = min(remaining.look_after(BIG.look_worth_s), schedule.INFORM * likely)
+    interval = schedule.poll_interval_s(g, now, BIG, history=history)
+    assert interval == pytest.approx(max(BIG.poll_min_s, expected))
+    assert interval != pytest.approx(schedule.poll_interval_s(g, now, BIG), abs=0.5)
+
+
+def test_a_firmly_known_end_with_history_gets_no_extra_look() -> None:
+    """Renders of 60-61 s that show no progress: one look where the end is, none half-way."""
+    history = predict.History([predict.Run(2.0, 60.0 + i / 100) for i in range(100)])
+    g = generation(status=Status.IN_PROGRESS, started_at=at(10), started_after=at(10))
+    interval = schedule.poll_interval_s(g, at(20), BIG, history=history)
+    assert 50.0 <= interval <= 51.5

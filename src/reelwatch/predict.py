@@ -57,13 +57,25 @@ class Run:
 class History:
     """The recent finished runs of one shape, with the sorted views the predictor reads."""
 
-    __slots__ = ("_inverse", "queue", "render", "runs", "signal")
+    __slots__ = (
+        "_after",
+        "_between",
+        "_fractions",
+        "_inverse",
+        "queue",
+        "render",
+        "runs",
+        "signal",
+    )
 
     def __init__(self, runs: Sequence[Run]) -> None:
         self.runs = tuple(runs[:WINDOW])
         self.render = sorted(r.render_s for r in self.runs)
         self.queue = sorted(r.queue_s for r in self.runs if r.queue_s is not None)
         self._inverse: dict[int, list[float]] = {}
+        self._between: dict[tuple[int, int], list[float]] = {}
+        self._after: dict[int, list[float]] = {}
+        self._fractions: list[list[float | None]] | None = None
         self.signal = sum(1 for r in self.runs if r.marks) * 2 >= len(self.runs) > 0
 
     def __len__(self) -> int:
@@ -79,6 +91,40 @@ class History:
                 if (f := run.fraction_at(percent)) is not None and f > 0.001
             )
             self._inverse[percent] = found
+        return found
+
+    def _fractions_by_percent(self) -> list[list[float | None]]:
+        if self._fractions is None:
+            self._fractions = [
+                [run.fraction_at(percent) for percent in range(100)] for run in self.runs
+            ]
+        return self._fractions
+
+    def left_after(self, percent: int) -> list[float]:
+        """Per run, the seconds it rendered after it reached `percent`, sorted."""
+        found = self._after.get(percent)
+        if found is None:
+            found = sorted(
+                (1.0 - f) * run.render_s
+                for run, fractions in zip(self.runs, self._fractions_by_percent(), strict=True)
+                if (f := fractions[percent]) is not None
+            )
+            self._after[percent] = found
+        return found
+
+    def stretch(self, low: int, high: int) -> list[float]:
+        """For a job seen at `low` percent and later at `high`: per run, the render left after
+        `low` over the render between the two, `(1 - f(low)) / (f(high) - f(low))`, sorted
+        (the time from `low` to `high` times this is the time from `low` to the end)."""
+        found = self._between.get((low, high))
+        if found is None:
+            found = []
+            for fractions in self._fractions_by_percent():
+                f_low, f_high = fractions[low], fractions[high]
+                if f_low is not None and f_high is not None and f_high - f_low > 0.005:
+                    found.append((1.0 - f_low) / (f_high - f_low))
+            found.sort()
+            self._between[(low, high)] = found
         return found
 
     def typical_render(self) -> tuple[float, float] | None:
@@ -193,18 +239,16 @@ def forecast(g: Generation, now: datetime, history: History | None) -> Forecast:
     low = g.started_after.timestamp() if g.started_after else high
     start = (low + high) / 2
     reached: float | None = None
-    reached_blur = 0.0
     if g.progress > 0 and g.last_progress_at is not None:
-        seen = g.last_progress_at.timestamp()
-        before = g.progress_after.timestamp() if g.progress_after else seen
-        reached, reached_blur = (before + seen) / 2 - start, seen - before
+        reached = g.last_progress_at.timestamp() - start
     return rendering(
         history,
         elapsed_s=now.timestamp() - start,
         start_blur_s=high - low,
         percent=g.progress,
         reached_s=reached,
-        reached_blur_s=reached_blur,
+        anchor_percent=g.started_progress,
+        anchor_s=high - start,
     )
 
 
@@ -215,23 +259,52 @@ def rendering(
     start_blur_s: float = 0.0,
     percent: int = 0,
     reached_s: float | None = None,
-    reached_blur_s: float = 0.0,
+    anchor_percent: int = 0,
+    anchor_s: float | None = None,
 ) -> Forecast:
     """A job rendering for `elapsed_s` (its start known to within `start_blur_s`), showing
-    `percent`, first seen `reached_s` after its start (to within `reached_blur_s`)."""
+    `percent`, first seen `reached_s` after its start; first seen rendering `anchor_s` after
+    its start, showing `anchor_percent` then.
+
+    Three estimates of the end, the tightest (10 %-90 % spread) wins: the durations alone; the
+    time to reach `percent` stretched by how far into their render the runs of the shape were
+    at that percent; and, when the job already showed a percent at its first look, the time
+    between its two percents stretched likewise (the start, known only to within the queue
+    looks, then drops out: this is the straight-line rate, bent by the shape's own curve).
+    """
     if len(history) < MIN_RUNS:
         return NOTHING
-    by_duration = Remaining(history.render, offset=elapsed_s, blur=start_blur_s)
-    spread = _pick(history.render, 0.9) - _pick(history.render, 0.1)
+    durations = best = Remaining(history.render, offset=elapsed_s, blur=start_blur_s)
+    source = "history"
+    spread = _pick(history.render, 0.9) - _pick(history.render, 0.1) + start_blur_s
+    if 0 < anchor_percent == percent and anchor_s is not None:
+        # One percent seen so far, at the first look: the runs' render left after it.
+        left = history.left_after(percent)
+        if len(left) >= MIN_RUNS:
+            tried = _pick(left, 0.9) - _pick(left, 0.1)
+            if tried < spread:
+                best = Remaining(left, offset=elapsed_s - anchor_s)
+                source, spread = "progress", tried
     if percent > 0 and reached_s is not None and reached_s > 0:
+        if 0 < anchor_percent < percent and anchor_s is not None and reached_s > anchor_s:
+            stretch = history.stretch(anchor_percent, percent)
+            span = reached_s - anchor_s
+            if len(stretch) >= MIN_RUNS:
+                tried = span * (_pick(stretch, 0.9) - _pick(stretch, 0.1))
+                if tried < spread:
+                    best = Remaining(stretch, scale=span, offset=elapsed_s - anchor_s)
+                    source, spread = "progress", tried
         inverse = history.inverse_fractions(percent)
         if len(inverse) >= MIN_RUNS:
-            progress_spread = reached_s * (_pick(inverse, 0.9) - _pick(inverse, 0.1))
-            blur = reached_blur_s * median(inverse)
-            if progress_spread + blur < spread + start_blur_s:
-                by_progress = Remaining(inverse, scale=reached_s, offset=elapsed_s, blur=blur)
-                return _forecast(by_progress, "progress", history.signal)
-    return _forecast(by_duration, "history", history.signal)
+            tried = reached_s * (_pick(inverse, 0.9) - _pick(inverse, 0.1)) + start_blur_s
+            if tried < spread:
+                best = Remaining(inverse, scale=reached_s, offset=elapsed_s, blur=start_blur_s)
+                source = "progress"
+    if best is not durations and best.overdue:
+        # Its percent has stood still past where it should have moved on (a stall, a lump
+        # still to come): what is left to go by is how long renders of its shape take.
+        best, source = durations, "history"
+    return _forecast(best, source, history.signal)
 
 
 def _forecast(remaining: Remaining, source: str, signal: bool) -> Forecast:
@@ -293,7 +366,7 @@ def learn(
             if start is None:
                 start = (low + at) / 2
             if look.progress > shown:
-                marks.append(((low + at) / 2, look.progress))
+                marks.append((at, look.progress))
                 shown = look.progress
         previous = at
     if start is None or end_window is None:
@@ -340,11 +413,11 @@ def clock(seconds: float) -> str:
 
 def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
     """The ETA of a generation: a range from its shape's history and its progress when there
-    is history, else today's straight-line rate (a point), else nothing."""
+    is history, else the straight-line rate of its own percent (a point), else nothing."""
     eta = g.eta_seconds(now)
-    if eta is not None and eta > 0:
-        return Estimate(eta, None, f"about {clock(eta)}", "rate")  # its own percent is moving
     outlook = forecast(g, now, history)
+    if outlook.remaining is None and eta is not None and eta > 0:
+        return Estimate(eta, None, f"about {clock(eta)}", "rate")  # no history: its own rate
     typical = history.typical_render() if history is not None else None
     usually = None if typical is None else f"usually {clock(typical[0])}-{clock(typical[1])}"
     remaining = outlook.remaining

@@ -10,6 +10,8 @@ from reelwatch.models import Generation
 
 FINISH_SLACK_S = 0.25  # the last look lands this long after the predicted end
 OVERDUE_MAX_S = 15.0  # past every render of its shape, a job is looked at about 4 times a minute
+INFORM = 0.5  # a loosely known end is looked at again this far of the way to its likely time
+LOOSE = 0.25  # loosely known: the 10 %-90 % range is wider than this share of the likely time
 QUEUE_WORTH = 5.0  # a look at a queue is worth less: it only pins when the render starts
 
 
@@ -70,21 +72,25 @@ def poll_interval_s(
     if policy.webhook_poll_s is not None:
         return policy.webhook_poll_s
     eta = generation.eta_seconds(now)
-    if eta is not None and eta > 0:
-        return _aimed(generation, eta, policy)  # its own progress rate says when it ends
-    # Forecast only here: a render with a rate of its own (most polls) needs none.
     forecast = predict.forecast(generation, now, history)
+    if forecast.remaining is None and eta is not None and eta > 0:
+        return _aimed(generation, eta, policy)  # its own progress rate says when it ends
     if forecast.remaining is not None:
         if forecast.overdue_s > 0:
             # Past what history allows and no rate of its own says otherwise: stuck or slow,
             # looks thin out (a webhook still wakes it at once).
             ceiling = min(policy.poll_max_s, OVERDUE_MAX_S)
             return clamp(forecast.overdue_s / 3, policy.poll_min_s, ceiling)
-        if generation.progress == 0 and not forecast.signal:
-            # No progress to read (the shape's renders never showed any): the history alone.
-            worth = policy.look_worth_s * (QUEUE_WORTH if forecast.source == "queue" else 1.0)
-            wait = forecast.remaining.look_after(worth)
-            return clamp(wait, policy.poll_min_s, policy.poll_max_s)
+        worth = policy.look_worth_s * (QUEUE_WORTH if forecast.source == "queue" else 1.0)
+        wait = forecast.remaining.look_after(worth)
+        if forecast.signal and forecast.source != "queue":
+            # Its percent will say more: while the end is still loosely known, look again
+            # half-way to its likely time (one look that narrows the rest beats many blind).
+            likely = forecast.remaining.quantile(0.5)
+            spread = forecast.remaining.quantile(0.9) - forecast.remaining.quantile(0.1)
+            if spread > LOOSE * likely:
+                wait = min(wait, INFORM * likely)
+        return clamp(wait, policy.poll_min_s, policy.poll_max_s)
     if eta is not None:
         return _aimed(generation, eta, policy)
     waited = (now - generation.watch_started_at).total_seconds()
