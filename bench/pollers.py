@@ -31,28 +31,41 @@ DONE = frozenset({"completed", "failed", "cancelled"})
 async def _create(session: aiohttp.ClientSession, spec: dict[str, Any]) -> str:
     body = {"prompt": spec["prompt"], "model": spec["model"], "seconds": str(spec["seconds"])}
     for _ in range(5):
-        async with session.post("/v1/videos", json=body) as response:
-            if response.status == 200:
-                video_id: str = (await response.json())["id"]
-                return video_id
+        try:
+            async with session.post("/v1/videos", json=body) as response:
+                if response.status == 200:
+                    video_id: str = (await response.json())["id"]
+                    return video_id
+        except (TimeoutError, aiohttp.ClientError):
+            pass
         await asyncio.sleep(1)
-    raise RuntimeError(f"create failed: {response.status}")
+    raise RuntimeError("create failed five times")
 
 
 async def _status(session: aiohttp.ClientSession, video_id: str) -> str | None:
-    async with session.get(f"/v1/videos/{video_id}") as response:
-        if response.status != 200:
-            return None
-        status: str = (await response.json())["status"]
-        return status
+    """The job's status; None when the answer was no 200 or the connection dropped (a
+    keep-alive connection the server closed: the next poll tries again)."""
+    try:
+        async with session.get(f"/v1/videos/{video_id}") as response:
+            if response.status != 200:
+                return None
+            status: str = (await response.json())["status"]
+            return status
+    except (TimeoutError, aiohttp.ClientError):
+        return None
 
 
 async def _download(session: aiohttp.ClientSession, video_id: str) -> float | None:
-    async with session.get(f"/v1/videos/{video_id}/content") as response:
-        if response.status != 200:
-            return None
-        await response.read()
-    return time.time()
+    for _ in range(5):
+        try:
+            async with session.get(f"/v1/videos/{video_id}/content") as response:
+                if response.status == 200:
+                    await response.read()
+                    return time.time()
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def fixed(

@@ -464,14 +464,19 @@ def _interpolate(curve: list[tuple[float, float]], x: float) -> float | None:
 
 def run(quick: bool, only: tuple[str, ...] = PROFILES) -> Path:
     result: dict[str, Any] = {}
+    name = "profiles" if set(only) == set(PROFILES) else "profiles-" + "-".join(only)
     for profile in only:
         print(f"profiles: running {profile}", file=sys.stderr)
         result[profile] = run_profile(profile, quick)
         ours = result[profile]["contenders"][f"reelwatch@{DEFAULT_WORTH}"]["after"]
         print(f"profiles: {profile}: {ours}", file=sys.stderr)
-    data = {"profiles": result, "targets": targets(result)}
-    name = "profiles" if set(only) == set(PROFILES) else "profiles-" + "-".join(only)
-    path = common.write(name, data, quick=quick)
+        # Written after each profile, so an interrupted run keeps what it measured.
+        data = {
+            "profiles": result,
+            "targets": targets(result),
+            "complete": len(result) == len(only),
+        }
+        path = common.write(name, data, quick=quick)
     if not quick:
         plot(result)
     return path
