@@ -184,9 +184,74 @@ def api() -> str:
     return "\n".join(rows) + _measured(data, f", {data['rows']:,} rows")
 
 
+TARGET_WORDS = {
+    "median_le_0_5s": "median lag <= 0.5 s",
+    "p99_le_2s": "p99 lag <= 2 s",
+    "requests_le_5": "<= 5 status requests / generation",
+    "p99_le_3s": "p99 lag <= 3 s",
+    "requests_le_8": "<= 8 status requests / generation",
+    "below_every_fixed_point": "reelwatch's curve below every fixed interval's point",
+    "eta_50_error_le_10pct": "ETA at 50 %: median abs. error <= 10 % of the render",
+    "eta_50_better_than_straight_line": "ETA at 50 %: better than the straight line (paired)",
+}
+
+
+def profiles() -> str:
+    data = _load("profiles")
+    if data is None:
+        return "(no profiles results)"
+    out: list[str] = []
+    for profile, run in data["profiles"].items():
+        out.append(f"### {profile}\n")
+        out.append(
+            "| contender | median lag (s) | p99 (s) | max (s) | status requests / generation "
+            "| warm-up: median / p99 (s), requests | CPU ms / status check |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for name, c in run["contenders"].items():
+            after, warm = c["after"], c["warm_up"]
+            out.append(
+                f"| {name} | {_f(after['lag_s']['median'])} | {_f(after['lag_s']['p99'])} "
+                f"| {_f(after['lag_s']['max'])} | {_f(after['status_requests_per_generation'])} "
+                f"| {_f(warm['lag_s']['median'])} / {_f(warm['lag_s']['p99'])}, "
+                f"{_f(warm['status_requests_per_generation'])} "
+                f"| {_f(c.get('cpu_ms_per_status_check'))} |"
+            )
+        out.append("")
+        out.append(
+            "| ETA at | samples | reelwatch: median / p90 abs. error (% of render), has one "
+            "| straight line: median / p90, has one | paired: reelwatch / straight line "
+            "| true end within the range shown |"
+        )
+        out.append("|---|---|---|---|---|---|")
+        for at, e in run["eta"].items():
+            ours, line, paired = e["reelwatch"], e["straight_line"], e["paired"]
+            out.append(
+                f"| {at} | {e['generations']} "
+                f"| {_f(ours['median_abs_error_pct'], 1)} / {_f(ours['p90_abs_error_pct'], 1)}, "
+                f"{_f(ours['with_an_eta'])} "
+                f"| {_f(line['median_abs_error_pct'], 1)} / {_f(line['p90_abs_error_pct'], 1)}, "
+                f"{_f(line['with_an_eta'])} "
+                f"| {_f(paired['reelwatch_median_abs_error_pct'], 1)} / "
+                f"{_f(paired['straight_line_median_abs_error_pct'], 1)} "
+                f"({paired['samples']}) | {_f(e['true_end_within_shown_range'])} |"
+            )
+        out.append("")
+        for key, met in data["targets"][profile].items():
+            verdict = "n/a (no paired samples)" if met is None else ("met" if met else "not met")
+            out.append(f"- {TARGET_WORDS.get(key, key)}: {verdict}")
+        out.append(
+            f"\nWall {run['wall_s']} s; simulator CPU {run['simulator_cpu_s']} s; the simple "
+            f"pollers' process {run['pollers_cpu_s']} s.\n"
+        )
+    complete = "" if data.get("complete", True) else " (interrupted: the profiles above only)"
+    return "\n".join(out) + _measured(data, complete)
+
+
 def main() -> None:
     tables = (
         ("lag", lag),
+        ("profiles", profiles),
         ("lag per provider", lag_providers),
         ("scale", scale),
         ("download", download),
