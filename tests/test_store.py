@@ -931,7 +931,8 @@ async def test_a_render_finishing_at_its_provider_is_learned_once(store: Store) 
     assert run.queue_s == pytest.approx(7.0)
     assert run.render_s == pytest.approx(20.5)
     assert [p for _, p in run.marks] == [10, 50]
-    assert run.marks[1][0] == pytest.approx((15.0 - 7.0) / 20.5)
+    # Each percent at the look that showed it: 50 % at 20 s, 13 s into the render.
+    assert run.marks[1][0] == pytest.approx((20.0 - 7.0) / 20.5)
     assert await store.renders("openai sora-2 8 1280x720") == []
 
     other = await add(store, submitted_at=T0)
