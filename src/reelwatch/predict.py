@@ -87,8 +87,8 @@ class History:
         if found is None:
             found = sorted(
                 1.0 / f
-                for run in self.runs
-                if (f := run.fraction_at(percent)) is not None and f > 0.001
+                for fractions in self._fractions_by_percent()
+                if (f := fractions[percent]) is not None and f > 0.001
             )
             self._inverse[percent] = found
         return found
