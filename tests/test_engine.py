@@ -205,6 +205,33 @@ async def test_lost_create_answer_is_reconciled_not_resubmitted(
     assert g.status is Status.COMPLETED
 
 
+async def test_a_burst_of_lost_creates_is_reconciled_from_one_walk_of_the_list(
+    svc: service.Service, world: World
+) -> None:
+    """Three creates lost together cost one walk of the list, and each finds its own job; a
+    create lost after that walk was taken gets a walk of its own."""
+    world.sim.sim.inject("create", "create_then_fail", count=3)
+    lost = [await submit(svc, f"lost together {i}") for i in range(3)]
+    assert all(g.submit_ambiguous for g in lost)
+    assert svc.engine is not None
+    lists = world.sim.sim.stats()["requests"].get("list", 0)
+    world.advance(svc.engine.policy.reconcile_delay_s + 1)
+    await svc.engine.cycle()
+    assert world.sim.sim.stats()["requests"].get("list", 0) == lists + 1
+    assert svc.engine.listing.walks == 1
+    found = [await svc.get(g.id) for g in lost]
+    assert all(g.video_id is not None for g in found)
+    assert len({g.video_id for g in found}) == 3
+    assert world.sim.sim.stats()["creates"] == 3
+    world.sim.sim.inject("create", "create_then_fail")
+    late = await submit(svc, "lost later")
+    world.advance(svc.engine.policy.reconcile_delay_s + 1)
+    await svc.engine.cycle()
+    assert svc.engine.listing.walks == 2
+    assert (await svc.get(late.id)).video_id is not None
+    assert world.sim.sim.stats()["creates"] == 4
+
+
 async def test_create_that_never_happened_is_submitted_again_after_checking(
     svc: service.Service, world: World
 ) -> None:

@@ -160,6 +160,40 @@ class Histories:
         return None if cached is None else cached[1]
 
 
+# How far before a create was sent its job may be dated by the provider's clock.
+RECONCILE_SKEW = timedelta(minutes=2)
+
+
+class Listing:
+    """One walk of the provider's recent jobs, shared by every lost create it can answer.
+
+    A burst of timed-out creates (a provider slowing under load) used to walk the list once
+    per create, each walk going back minutes and costing pages of requests and parsing: the
+    load then made more creates time out. A walk taken at moment T shows every job created
+    before T, so it answers any create that should be visible by T. Reconciles take turns,
+    so those that arrive while a walk runs reuse it instead of starting their own."""
+
+    def __init__(self, provider: Provider, clock: clock.Clock) -> None:
+        self._provider = provider
+        self._clock = clock
+        self._turn = asyncio.Lock()
+        self._taken_at: datetime | None = None
+        self._since: datetime | None = None
+        self._videos: list[RemoteVideo] = []
+        self.walks = 0
+
+    async def since(self, since: datetime, *, visible_by: datetime) -> list[RemoteVideo]:
+        """The jobs created after `since`, from a walk taken no earlier than `visible_by`."""
+        async with self._turn:
+            fresh = self._taken_at is not None and self._taken_at >= visible_by
+            if not (fresh and self._since is not None and self._since <= since):
+                taken_at = self._clock.now()
+                videos = [v async for v in self._provider.recent(since=since)]
+                self._taken_at, self._since, self._videos = taken_at, since, videos
+                self.walks += 1
+            return [v for v in self._videos if v.created_at is None or v.created_at >= since]
+
+
 def policy_from(settings: Settings, *, webhooks: bool = False) -> schedule.Policy:
     """The schedule for one provider: with its webhooks on, polls are only a safety net."""
     return schedule.Policy(
@@ -208,6 +242,7 @@ class Engine:
         self._swept_at: float | None = None
         self._wake = asyncio.Event()
         self.histories = Histories(store)
+        self.listing = Listing(provider, clock)
 
     # --- one cycle (worker --once, cron) ----------------------------------------------------
 
@@ -682,11 +717,11 @@ class Engine:
         twice, so a person decides (`create_unknown`)."""
         if not self.provider.catalogue.capabilities.can_list:
             return lifecycle.CreateUnknown()
-        since = g.watch_started_at - timedelta(minutes=5)
-        candidates: list[RemoteVideo] = []
-        async for video in self.provider.recent(since=since):
-            if _same_request(g, video):
-                candidates.append(video)
+        sent = g.submit_started_at or g.watch_started_at
+        since = sent - RECONCILE_SKEW
+        visible_by = min(sent + timedelta(seconds=self.policy.reconcile_delay_s), self.clock.now())
+        listed = await self.listing.since(since, visible_by=visible_by)
+        candidates = [video for video in listed if _same_request(g, video)]
         taken = await self.store.video_ids(self.name, [v.video_id for v in candidates])
         free = [v for v in candidates if v.video_id not in taken]
         free.sort(key=lambda v: v.created_at or since)
