@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
@@ -18,6 +19,11 @@ from sqlalchemy.engine import make_url
 from reelwatch import assembly, clock, service, settings, simulator
 from reelwatch.models import Generation
 from reelwatch.settings import Settings
+
+# Properties are about values, not speed: on a busy 2-core machine one example of a pure
+# function can pass Hypothesis's default 200 ms deadline and fail the run as "flaky".
+hypothesis.settings.register_profile("reelwatch", deadline=None)
+hypothesis.settings.load_profile("reelwatch")
 
 PG_ADMIN_URL = os.environ.get(
     "REELWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

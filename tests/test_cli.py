@@ -62,6 +62,12 @@ def rows(env: dict[str, str]) -> int:
         return int(conn.execute("SELECT count(*) FROM generations").fetchone()[0])
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -124,6 +130,61 @@ def test_status_list_history_and_worker_once(env: dict[str, str]) -> None:
     assert summary["success"] is True and summary["processed"] >= 0
     history = json.loads(rw(env, "history", g["id"], "--json").stdout)
     assert [e["kind"] for e in history][:2] == ["created", "submitted"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1"}, "ConnectError"),
+        ({"OPENAI_BASE_URL": "http://reelwatch-nowhere.invalid/v1"}, "ConnectError"),
+    ],
+    ids=["refused", "unknown-host"],
+)
+def test_a_submit_the_provider_never_took_fails_loudly_and_stays_pending(
+    env: dict[str, str], change: dict[str, str], why: str
+) -> None:
+    """Nothing reached the provider, or it refused the key: submit says why in one line and
+    exits 1; the generation stays pending (not ambiguous, not failed), and a worker cycle
+    that cannot send it either counts an error."""
+    broken = {**env, **change}
+    result = rw(broken, "submit", "never sent", "--json")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "was not sent" in result.stderr
+    assert why in result.stderr
+    g = json.loads(result.stdout)
+    assert g["status"] == "pending" and g["video_id"] is None
+    time.sleep(1.0)  # past the first backoff (poll min 0.1 s, jittered)
+    summary = json.loads(rw(broken, "worker", "--once").stdout)
+    assert summary["processed"] == 1 and summary["results"]["errors"] == 1
+    assert json.loads(rw(broken, "status", g["id"], "--json").stdout)["status"] == "pending"
+
+
+def test_a_create_left_unanswered_exits_1_and_says_it_is_looked_for(
+    env: dict[str, str], cli_sim: simulator.RunningSimulator
+) -> None:
+    """The provider took the job but the answer was lost: submit cannot confirm it, says the
+    job may exist and will be looked for before anything is sent again, and exits 1."""
+    cli_sim.sim.inject("create", "create_then_fail")
+    result = rw(env, "submit", "answer lost", "--json")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "did not answer the create" in result.stderr and "looked for" in result.stderr
+    g = json.loads(result.stdout)
+    assert g["status"] == "pending" and g["video_id"] is None
+    assert cli_sim.sim.stats()["creates"] == 1
+
+
+def test_a_create_refused_for_the_key_fails_at_once_and_is_never_sent_again(
+    env: dict[str, str],
+) -> None:
+    """A 401 on the create is a refusal like any 4xx (reliability scenario 11): the submit
+    says so in one line and exits 1; nothing is scheduled, so no worker sends it again."""
+    result = rw({**env, "OPENAI_API_KEY": "sk-wrong"}, "submit", "wrong key", "--json")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "Incorrect API key" in result.stderr
+    g = json.loads(result.stdout)
+    assert g["status"] == "failed" and g["video_id"] is None
+    summary = json.loads(rw(env, "worker", "--once").stdout)
+    assert summary["processed"] == 0
 
 
 def test_unknown_id_is_one_line(env: dict[str, str]) -> None:

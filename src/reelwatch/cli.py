@@ -17,7 +17,7 @@ from rich.console import Console
 
 from reelwatch import assembly, exceptions, live, logs, metrics, presenter, providers, service
 from reelwatch import settings as settings_module
-from reelwatch.models import Generation, Status
+from reelwatch.models import Event, Generation, Status
 from reelwatch.settings import Settings
 from reelwatch.store import Store
 
@@ -165,16 +165,36 @@ def submit(
     except exceptions.InvalidInput as exc:
         raise fail(exc.message) from None
 
-    async def main(svc: service.Service) -> Generation:
+    async def main(svc: service.Service) -> tuple[Generation, str | None]:
         g = await svc.submit(request)
+        if g.status is Status.PENDING and g.video_id is None:
+            return g, _not_accepted(g, await svc.history(g.id))
         if wait and g.active:
             g = (await live.watch(svc, [g.id], console=err))[0]
-        return g
+        return g, None
 
-    svc, g = with_service(main)
+    svc, (g, refused) = with_service(main)
     print_generation(svc, g, as_json)
+    if refused is not None:
+        raise fail(refused)
     if g.status is Status.FAILED:
         raise fail(f"{g.id} failed: {g.error.message if g.error else 'unknown'}")
+
+
+def _not_accepted(g: Generation, events: list[Event]) -> str:
+    """Why the provider has not taken a submitted generation, and what happens to it now."""
+    reason = next(
+        (str(e.data["reason"]) for e in reversed(events) if e.data.get("reason")), "no answer"
+    )
+    if g.submit_ambiguous:
+        return (
+            f"{g.id}: the provider did not answer the create ({reason}). It may exist there:"
+            " it stays pending and is looked for before anything is sent again"
+        )
+    return (
+        f"{g.id} was not sent: {reason}. It stays pending and is sent again when the"
+        f" provider answers (`reelwatch cancel {g.id}` drops it)"
+    )
 
 
 @app.command()

@@ -53,8 +53,10 @@ class Summary:
     errors: int = 0
     duration_s: float = 0.0
 
-    def count(self, before: Status, after: Generation) -> None:
-        if after.status is before:
+    def count(self, before: Generation, after: Generation) -> None:
+        if after.failures > before.failures:
+            self.errors += 1  # a call that failed (unreachable, 5xx, refused key): retried later
+        if after.status is before.status:
             return
         if after.status is Status.COMPLETED:
             self.completed += 1
@@ -455,7 +457,7 @@ class Engine:
         current = [claim]  # where `advance` has got to, so a failure is written on top of it
         try:
             after = await self.advance(claim, prepaid=1, current=current)
-            summary.count(claim.generation.status, after)
+            summary.count(claim.generation, after)
         except exceptions.LeaseLost:
             log.info("lease lost", action="lease_lost", generation=claim.generation.id)
         except asyncio.CancelledError:

@@ -392,7 +392,7 @@ class OpenAIVideos:
                 if response.status >= 400:
                     raise self._status_error(response.status, body, response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise exceptions.ProviderUnavailable(_why(exc)) from exc
+            raise _unavailable(exc) from exc
         try:
             data = json.loads(body)
         except ValueError:
@@ -524,6 +524,13 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _unavailable(exc: BaseException) -> exceptions.ProviderUnavailable:
+    """A transport failure; a connection never made (refused, unknown host, TLS) sent nothing."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exceptions.ProviderUnreachable(_why(exc))
+    return exceptions.ProviderUnavailable(_why(exc))
+
+
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -566,7 +573,12 @@ def _translate(exc: openai.APIError, now: datetime) -> exceptions.ProviderError:
             f"more than {MAX_REDIRECTS} redirects", error_code="redirect_refused", http_status=None
         )
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return exceptions.ProviderUnavailable(f"{type(exc).__name__}: {message}")
+        why = f"{type(exc).__name__}: {message}"
+        cause = exc.__cause__
+        if isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout):
+            # Refused, unknown host, TLS handshake: no request was sent.
+            return exceptions.ProviderUnreachable(f"{why} ({type(cause).__name__}: {cause})")
+        return exceptions.ProviderUnavailable(why)
     if isinstance(exc, openai.APIStatusError):
         code = getattr(exc, "code", None)
         headers = dict(exc.response.headers)
