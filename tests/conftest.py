@@ -136,6 +136,14 @@ OPENAI_SHORTHANDS = {
 }
 
 
+def image_file(path: Path, size: tuple[int, int] = (720, 1280), kind: str = "PNG") -> Path:
+    """A real image (Pillow) of the given size and format; the default is sora-2's frame."""
+    from PIL import Image
+
+    Image.new("RGB", size, (40, 90, 160)).save(path, format=kind)
+    return path
+
+
 def provider_changes(settings_: Settings | None, changes: dict[str, Any]) -> dict[str, Any]:
     """`openai_api_key=...` and the like (the tests' shorthand) as `provider_config` entries."""
     picked = {OPENAI_SHORTHANDS[k]: changes.pop(k) for k in list(changes) if k in OPENAI_SHORTHANDS}

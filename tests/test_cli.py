@@ -11,12 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from reelwatch import simulator
+from tests.conftest import image_file
 
 
 @pytest.fixture
@@ -88,6 +89,45 @@ def test_bad_submit_input_is_one_line_and_writes_nothing(
     assert result.stderr.count("\n") == 1 and needle in result.stderr
     assert rows(env) == 0
     assert not (Path(env["REELWATCH_DATA_DIR"]) / "videos").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.write_bytes(b""), "not a readable JPEG, PNG or WebP image"),
+        (lambda p: p.write_text("not an image"), "not a readable JPEG, PNG or WebP image"),
+        (
+            lambda p: p.write_bytes(image_file(p).read_bytes()[:200]),
+            "not a readable JPEG, PNG or WebP image",
+        ),
+        (lambda p: image_file(p, kind="GIF"), "a GIF image; it must be a JPEG, PNG or WebP"),
+        (lambda p: image_file(p, size=(640, 480)), "the image is 640x480"),
+    ],
+    ids=["empty", "text", "truncated", "gif", "wrong-size"],
+)
+def test_an_input_reference_is_checked_by_its_content(
+    env: dict[str, str], tmp_path: Path, make: Callable[[Path], object], needle: str
+) -> None:
+    """Whatever its name says, a reference that is not a whole JPEG, PNG or WebP image of the
+    video's size is refused in one line before anything is stored or sent."""
+    image = tmp_path / "frame.png"
+    make(image)
+    result = rw(env, "submit", "from a frame", "--input-reference", str(image))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.count("\n") == 1 and needle in result.stderr
+    assert rows(env) == 0
+
+
+def test_a_real_image_named_anything_is_sent_as_what_it_is(
+    env: dict[str, str], tmp_path: Path, cli_sim: simulator.RunningSimulator
+) -> None:
+    """A WebP file named .png is accepted and sent as image/webp."""
+    image = image_file(tmp_path / "frame.png", kind="WEBP")
+    result = rw(env, "submit", "from a frame", "--input-reference", str(image), "--json")
+    assert result.returncode == 0, result.stderr
+    job = cli_sim.sim.job(json.loads(result.stdout)["video_id"])
+    assert job is not None and job.reference is not None
+    assert job.reference.content_type == "image/webp"
 
 
 def test_submit_json_has_the_contract_fields(env: dict[str, str]) -> None:

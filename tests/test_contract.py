@@ -27,7 +27,7 @@ from reelwatch import assembly, clock, exceptions, service, simulator
 from reelwatch.models import ErrorInfo, Generation, Status, Variant
 from reelwatch.providers.base import CreateRequest, WebhookRejected
 from reelwatch.simulator import replicate as sim_replicate
-from tests.conftest import World, make_settings
+from tests.conftest import World, image_file, make_settings
 
 TOKEN = "sk-test"
 OPENAI_SECRET = "whsec_" + base64.b64encode(b"contract-openai-secret-0123456").decode()
@@ -301,8 +301,7 @@ class Contract:
     async def test_a_reference_image_is_sent_or_refused_never_dropped(
         self, svc: service.Service, world: World, tmp_path: Path
     ) -> None:
-        image = tmp_path / "first-frame.png"
-        image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+        image = image_file(tmp_path / "first-frame.png")
         request = service.SubmitRequest("from a frame", provider=self.name, input_reference=image)
         before = self.requests(world, self.create_route)
         if svc.catalogue(self.name).capabilities.input_reference:

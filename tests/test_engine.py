@@ -11,7 +11,7 @@ import pytest
 
 from reelwatch import assembly, service
 from reelwatch.models import Generation, Status, Variant
-from tests.conftest import World, step
+from tests.conftest import World, image_file, step
 
 pytestmark = pytest.mark.asyncio
 
@@ -266,15 +266,15 @@ async def test_input_reference_is_sent_and_kept(
     svc: service.Service, world: World, tmp_path: Path
 ) -> None:
     """The reference image goes to the provider and a copy is kept for retries."""
-    image = tmp_path / "first.png"
-    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 1000)
+    image = image_file(tmp_path / "first.png")
     g = await submit(svc, "from a frame", input_reference=image)
     assert g.input_reference is not None
     assert svc.storage.path(g.input_reference).read_bytes() == image.read_bytes()
     assert g.video_id is not None
     job = world.sim.sim.job(g.video_id)
     assert job is not None and job.reference is not None
-    assert job.reference.byte_count == 1008 and job.reference.content_type == "image/png"
+    size = image.stat().st_size
+    assert job.reference.byte_count == size and job.reference.content_type == "image/png"
 
 
 async def test_status_checks_run_concurrently_not_one_by_one(

@@ -21,7 +21,7 @@ from reelwatch import service, serving
 from reelwatch.models import Status
 from reelwatch.store import tables
 from reelwatch.web import create_app
-from tests.conftest import World, step, with_changes
+from tests.conftest import World, image_file, step, with_changes
 
 pytestmark = pytest.mark.asyncio
 
@@ -116,9 +116,9 @@ async def test_list_is_newest_first_with_a_cursor(server: Server) -> None:
     assert seen == list(reversed(made))
 
 
-async def test_multipart_create_with_a_reference_image(server: Server) -> None:
+async def test_multipart_create_with_a_reference_image(server: Server, tmp_path: Path) -> None:
     """A multipart create carries the reference image to the provider."""
-    image = b"\x89PNG\r\n\x1a\n" + bytes(500)
+    image = image_file(tmp_path / "frame.png").read_bytes()
     response = await server.client.post(
         "/api/generations",
         data={"prompt": "from a frame", "seconds": "8"},
@@ -128,7 +128,7 @@ async def test_multipart_create_with_a_reference_image(server: Server) -> None:
     g = response.json()
     assert g["seconds"] == 8
     job = server.world.sim.sim.job(g["video_id"])
-    assert job is not None and job.reference is not None and job.reference.byte_count == 508
+    assert job is not None and job.reference is not None and job.reference.byte_count == len(image)
 
 
 async def test_track_by_video_id(server: Server) -> None:
@@ -147,6 +147,8 @@ async def test_track_by_video_id(server: Server) -> None:
         (b'{"prompt": "x", "colour": "red"}', 422, "colour"),
         (b'{"prompt": "x", "model": "sora-9"}', 400, "model: unknown model"),
         (b'{"prompt": ""}', 400, "prompt: must not be empty"),
+        # the CLI's limit and words: one limit per field everywhere
+        (b'{"prompt": "' + b"x" * 32001 + b'"}', 400, "prompt: 32001 characters; at most 32000"),
         (b'{"prompt": "x", "size": "1x1"}', 400, "size:"),
         (b"[]", 422, "Input should be an object"),
         (b'{"prompt": "x", "params": {"seconds": NaN}}', 422, "params"),

@@ -40,13 +40,46 @@ from reelwatch.store import Page, Store, database_error
 log = structlog.get_logger("reelwatch.service")
 
 MAX_PROMPT = 32000
-REFERENCE_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-}
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+MAX_REFERENCE_PIXELS = 8192 * 8192  # larger is no frame of a video, and a decompression bomb
+# Pillow's format names for the kinds of image a provider takes, with the suffix kept.
+REFERENCE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReferenceImage:
+    suffix: str  # from the content, not the file's name
+    width: int
+    height: int
+
+
+def reference_image(path: Path) -> ReferenceImage:
+    """Read an input reference's header (Pillow) and check it is a whole JPEG, PNG or WebP
+    image: an extension proves nothing (a text file named .png used to be sent and paid)."""
+    from PIL import Image, UnidentifiedImageError  # ~30 ms: only where a reference is given
+
+    if not path.is_file():
+        raise exceptions.InvalidInput(f"input_reference: no such file {str(path)!r}")
+    if path.stat().st_size > MAX_REFERENCE_BYTES:
+        raise exceptions.InvalidInput("input_reference: larger than 20 MiB")
+    try:
+        with Image.open(path) as image:
+            kind, (width, height) = image.format, image.size
+            if width * height > MAX_REFERENCE_PIXELS:
+                raise exceptions.InvalidInput(f"input_reference: {width}x{height} is too large")
+            image.verify()  # the structure past the header (PNG chunks and their CRCs)
+    except exceptions.InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise exceptions.InvalidInput(
+            "input_reference: not a readable JPEG, PNG or WebP image"
+        ) from None
+    suffix = REFERENCE_FORMATS.get(kind or "")
+    if suffix is None:
+        raise exceptions.InvalidInput(
+            f"input_reference: a {kind} image; it must be a JPEG, PNG or WebP image"
+        )
+    return ReferenceImage(suffix, width, height)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,14 +101,23 @@ def check_request(request: SubmitRequest) -> None:
         raise exceptions.InvalidInput(
             f"prompt: {len(request.prompt)} characters; at most {MAX_PROMPT} are allowed"
         )
-    ref = request.input_reference
-    if ref is not None:
-        if not ref.is_file():
-            raise exceptions.InvalidInput(f"input_reference: no such file {str(ref)!r}")
-        if ref.suffix.lower() not in REFERENCE_TYPES:
-            raise exceptions.InvalidInput("input_reference: must be a .jpg, .png or .webp image")
-        if ref.stat().st_size > MAX_REFERENCE_BYTES:
-            raise exceptions.InvalidInput("input_reference: larger than 20 MiB")
+    if request.input_reference is not None:
+        reference_image(request.input_reference)
+
+
+def _check_frame(reference: ReferenceImage, size: str | None) -> None:
+    """The reference is the first frame: its pixels must be the video's `WxH` (OpenAI answers
+    400 otherwise, after the generation was stored and counted)."""
+    if size is None:
+        return
+    width, sep, height = size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        return
+    if (reference.width, reference.height) != (int(width), int(height)):
+        raise exceptions.InvalidInput(
+            f"input_reference: the image is {reference.width}x{reference.height};"
+            f" as the first frame it must be the video's size, {size}"
+        )
 
 
 def new_id() -> str:
@@ -218,6 +260,10 @@ class Service:
                 f"input_reference: {name} takes no uploaded file; give an image URL as a param"
                 " (its model's input name, e.g. image)"
             )
+        reference = None
+        if request.input_reference is not None:
+            reference = reference_image(request.input_reference)
+            _check_frame(reference, inputs.size)
         runner = self.require_engine(name)
         now = self.clock.now()
         generation = Generation(
@@ -236,8 +282,10 @@ class Service:
             watch_started_at=now,
             next_poll_at=now,
         )
-        if request.input_reference is not None:
-            key = await self._keep_reference(generation.id, request.input_reference)
+        if request.input_reference is not None and reference is not None:
+            key = await self._keep_reference(
+                generation.id, request.input_reference, reference.suffix
+            )
             generation = dataclasses.replace(generation, input_reference=key)
         prices = self.settings.prices.get(name, {})
         data = {
@@ -255,9 +303,9 @@ class Service:
         )
         return await runner.advance(claim)
 
-    async def _keep_reference(self, generation_id: str, path: Path) -> str:
+    async def _keep_reference(self, generation_id: str, path: Path, suffix: str) -> str:
         """Copy the reference image into storage, so a later retry can send it again."""
-        key = f"{generation_id}/reference{path.suffix.lower()}"
+        key = f"{generation_id}/reference{suffix}"
 
         async def chunks() -> AsyncIterator[bytes]:
             with path.open("rb") as handle:

@@ -26,7 +26,9 @@ class CreateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompt: str | None = Field(None, max_length=service.MAX_PROMPT + 1)
+    # No max_length here: the service checks it, with the same words as the CLI (the body
+    # itself is capped at 25 MiB).
+    prompt: str | None = None
     provider: str | None = Field(None, max_length=40, description="default: REELWATCH_PROVIDER")
     model: str | None = Field(None, max_length=100, description="default: the provider's")
     params: dict[str, str | int | float | bool] = Field(
