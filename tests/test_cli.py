@@ -445,6 +445,21 @@ def test_simulate_bad_profile_is_one_line(env: dict[str, str]) -> None:
     assert "progress must be one of linear, lumps, easeout, stall, none" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["simulate", "serve"])
+def test_a_busy_port_is_one_line(env: dict[str, str], command: str) -> None:
+    """Another program on the port: one line naming it, exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rw(env, command, "--port", str(port), timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_simulate_serves_the_chosen_progress_profile(env: dict[str, str]) -> None:
     """`--progress none` with a spread: the job renders showing 0 %, then completes."""
     import httpx

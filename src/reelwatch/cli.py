@@ -463,7 +463,7 @@ def simulate(
     ] = 0.0,
 ) -> None:
     """Every provider's video API, simulated, for demos and tests (no key, no internet)."""
-    from reelwatch import simulator
+    from reelwatch import serving, simulator
 
     try:
         config = simulator.SimConfig(
@@ -480,8 +480,12 @@ def simulate(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    try:
+        sock = serving.bind(host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        simulator.serve(config, host=host, port=port)
+        simulator.serve(config, sock=sock)
 
 
 @app.command()

@@ -13,6 +13,7 @@ until the server answers, and on exit stops it and joins the thread, leaving no 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,13 +81,22 @@ def serve_in_thread(
         yield origin
 
 
-def serve(config: SimConfig = DEFAULT_CONFIG, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(
+    config: SimConfig = DEFAULT_CONFIG,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve a simulator until interrupted (Ctrl+C), after printing one base URL per dialect.
 
     The first line is the OpenAI base URL (`reelwatch simulator: http://host:port/v1`); then
-    Replicate's `base_url` and fal's queue URL, each as the last word of its line.
+    Replicate's `base_url` and fal's queue URL, each as the last word of its line. `sock`: a
+    socket already bound (`serving.bind`), so the caller can report a busy port in its words.
     """
-    sock = serving.bind(host, port)
+    if sock is None:
+        sock = serving.bind(host, port)
+    host = sock.getsockname()[0]
     origin = f"http://{serving.url_host(host)}:{sock.getsockname()[1]}"
     print(f"reelwatch simulator: {origin}/v1", flush=True)
     print(f"reelwatch simulator (replicate base_url): {origin}{replicate.PREFIX}", flush=True)
