@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reelwatch import assembly, service
+from reelwatch import assembly, presenter, service
 from reelwatch.models import Generation, Status, Variant
 from tests.conftest import World, image_file, step
 
@@ -59,6 +59,35 @@ async def run_until_terminal(
             return g
         g = await step(svc, world, gid)
     raise AssertionError(f"{gid} still {g.status} after {steps} steps")
+
+
+async def test_unchanged_looks_are_folded_into_the_next_event_not_one_each(
+    svc: service.Service, world: World
+) -> None:
+    """A render whose answer does not change leaves no event per look: the looks are counted
+    on the generation, and the next change carries how many and when; the timeline folds them
+    into one line."""
+    g = await submit(svc, "[sim:queue=0,render=60,progress=none] silent render")
+    for _ in range(12):
+        g = await step(svc, world, g.id)
+        if g.quiet_polls >= 3:
+            break
+    assert g.status is Status.IN_PROGRESS and g.quiet_polls >= 3
+    assert g.quiet_since is not None and g.updated_at is not None
+    quiet, last_look = g.quiet_polls, g.updated_at
+    events = await svc.history(g.id)
+    assert "poll" not in [e.kind for e in events]
+    folded = presenter.timeline(events, g)[-1]
+    assert folded["kind"] == "quiet" and folded["polls"] == quiet
+    assert presenter.quiet_words(folded) == f"polled {quiet} times, no change"
+    g = await run_until_terminal(svc, world, g.id)
+    assert g.status is Status.COMPLETED and g.quiet_polls == 0
+    events = await svc.history(g.id)
+    carried = [e for e in events if e.data.get("quiet_polls")]
+    assert carried[0].data["quiet_polls"] >= quiet
+    assert carried[0].data["quiet_to"] >= last_look.isoformat()
+    assert "poll" not in [e.kind for e in events]
+    assert [e for e in presenter.timeline(events, g) if e["kind"] == "quiet"]
 
 
 async def test_rate_limit_window_is_honoured_and_pauses_the_worker(world: World) -> None:

@@ -7,6 +7,7 @@ targets without any I/O or waiting.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 from datetime import UTC, datetime
@@ -141,6 +142,31 @@ def test_a_run_is_learnt_with_each_percent_at_the_look_that_showed_it() -> None:
     assert [f for f, _ in run.marks] == pytest.approx([1.0 / 11.5, 6.0 / 11.5])
 
 
+def test_looks_folded_by_the_store_still_bound_the_windows() -> None:
+    """The store keeps no event for a look that changed nothing; the next event names the
+    last such look (`after`), and the run learnt is the one all the looks would give."""
+    from datetime import timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    every = [
+        predict.Look(t0 + timedelta(seconds=1), "queued", 0),
+        predict.Look(t0 + timedelta(seconds=2), "queued", 0),
+        predict.Look(t0 + timedelta(seconds=3), "in_progress", 10),
+        predict.Look(t0 + timedelta(seconds=8), "in_progress", 10),
+        predict.Look(t0 + timedelta(seconds=12), "in_progress", 10),
+        predict.Look(t0 + timedelta(seconds=14), "downloading", 100),
+    ]
+    kept = [
+        every[0],
+        dataclasses.replace(every[2], after=every[1].at),
+        dataclasses.replace(every[5], after=every[4].at),
+    ]
+    completed = t0 + timedelta(seconds=13)
+    assert predict.learn(t0, completed, kept) == predict.learn(t0, completed, every)
+    run = predict.learn(t0, completed, kept)
+    assert run is not None and run.queue_s == 2.5
+
+
 def test_progress_that_says_nothing_falls_back_on_the_durations() -> None:
     rng = random.Random(2)
     # Percents unrelated to the fraction done (jumps anywhere), render times tight.
@@ -259,6 +285,23 @@ def test_the_eta_people_see_is_a_range_when_unsure_and_says_where_it_comes_from(
         progress=50, last_progress_at=g.created_at + timedelta(seconds=5)
     )
     assert predict.estimate(moving, g.created_at + timedelta(seconds=5), None).source == "rate"
+
+
+def test_a_render_past_the_end_its_rate_pointed_to_is_overdue_never_eta_0_00() -> None:
+    """Without history: 50 % after 5 s points to the end at about 10 s; at 30 s the ETA says
+    overdue, not "about 0:00"."""
+    from datetime import timedelta
+
+    g = _rendering_generation()
+    moving = _rendering_generation(
+        progress=50, last_progress_at=g.created_at + timedelta(seconds=5)
+    )
+    late = predict.estimate(moving, g.created_at + timedelta(seconds=30), None)
+    assert late.overdue and late.seconds is None and late.source == "rate"
+    assert late.text == "overdue: past the end its progress pointed to"
+    for at in range(60):
+        text = predict.estimate(moving, g.created_at + timedelta(seconds=at), None).text
+        assert text is None or "0:00" not in text
 
 
 def test_stuck_means_well_past_every_render_of_its_shape() -> None:

@@ -248,16 +248,24 @@ def history(
     generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
     """Everything that happened to one generation (its audit log)."""
-    _, events = with_service(lambda svc: svc.history(generation_id))
+
+    async def both(svc: service.Service) -> tuple[Generation, list[Event]]:
+        return await svc.get(generation_id), await svc.history(generation_id)
+
+    _, (g, events) = with_service(both)
     if as_json:
         emit_json([presenter.event_json(e) for e in events])
         return
-    for e in events:
-        who = f" by {e.actor}" if e.actor else ""
-        details = ", ".join(f"{k}={v}" for k, v in e.data.items() if v is not None)
-        when = f"{e.at:%Y-%m-%d %H:%M:%S}"
-        state = f"{e.status.value:<11} {e.progress:>3}%"
-        say(f"{when}  {e.kind:<16} {state}{who}  {details}")
+    for e in presenter.timeline(events, g):
+        if e["kind"] == "quiet":
+            first, last = (str(e[k] or "")[:19].replace("T", " ") for k in ("from", "to"))
+            say(f"{first}  {presenter.quiet_words(e)}, until {last[11:]}")
+            continue
+        who = f" by {e['actor']}" if e["actor"] else ""
+        details = ", ".join(f"{k}={v}" for k, v in e["data"].items() if v is not None)
+        when = str(e["at"])[:19].replace("T", " ")
+        state = f"{e['status']:<11} {e['progress']:>3}%"
+        say(f"{when}  {e['kind']:<16} {state}{who}  {details}")
 
 
 @app.command()

@@ -538,10 +538,10 @@ class Engine:
         decision = lifecycle.decide(
             claim.generation, observation, now, self.policy, self._rng.random(), history
         )
-        claim, event = await self.store.apply(claim, decision, now=now, release=release)
+        claim, _ = await self.store.apply(claim, decision, now=now, release=release)
         if self.metrics is not None:
             self.metrics.record(observation, decision)
-        g = claim.generation
+        g, event = claim.generation, decision.event
         log.info(
             f"{event.kind}: {g.step}",
             action=event.kind,

@@ -167,6 +167,10 @@ class Generation:
     # and the current percent was reached, somewhere in between.
     started_after: datetime | None = None
     progress_after: datetime | None = None
+    # Looks that changed nothing since the last event, folded instead of one event each: how
+    # many, and the first of them (the last is `updated_at`). The next event carries them.
+    quiet_polls: int = 0
+    quiet_since: datetime | None = None
 
     @property
     def active(self) -> bool:

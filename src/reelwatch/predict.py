@@ -337,6 +337,9 @@ class Look:
     at: datetime
     status: str
     progress: int
+    # The last of the unchanged looks folded before this one (the store keeps no event for
+    # those), if any: the window this look's news is known to within starts there.
+    after: datetime | None = None
 
 
 def learn(
@@ -358,6 +361,8 @@ def learn(
     end_window: tuple[float, float] | None = None
     for look in looks:
         at = look.at.timestamp()
+        if look.after is not None:
+            previous = max(previous or 0.0, look.after.timestamp())
         low = previous if previous is not None else at
         if look.status in ("downloading", "completed"):
             end_window = (low, at)
@@ -426,7 +431,7 @@ def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
         return Estimate(None, None, f"longer {late} than any like it so far", outlook.source, True)
     if remaining is not None and outlook.source != "queue":
         likely, latest = remaining.quantile(0.5), remaining.quantile(0.9)
-        text = f"about {clock(likely)}"
+        text = "any moment now" if likely < 1.0 else f"about {clock(likely)}"
         if latest - likely > max(5.0, 0.15 * likely):
             text += f", at most {clock(latest)}"
         if outlook.source == "history" and usually:
@@ -434,6 +439,9 @@ def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
         return Estimate(likely, latest, text, outlook.source)
     if g.status is Status.QUEUED and usually:
         return Estimate(None, None, f"queued; rendering {usually} for this model", "queue")
+    if eta is not None and eta <= 0:
+        # Never "0:00": the end its own percent pointed to has passed.
+        return Estimate(None, None, "overdue: past the end its progress pointed to", "rate", True)
     if eta is not None:
         return Estimate(eta, None, f"about {clock(eta)}", "rate")
     return Estimate(None, None, None, "none")

@@ -6,6 +6,7 @@ the same shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,37 @@ def event_json(event: Event) -> dict[str, Any]:
         "actor": event.actor,
         "data": dict(event.data),
     }
+
+
+QUIET_KEYS = ("quiet_polls", "quiet_from", "quiet_to")
+
+
+def timeline(events: Sequence[Event], g: Generation) -> list[dict[str, Any]]:
+    """The events as people read them: the unchanged looks folded before an event (and those
+    since the last one) become one `quiet` entry each ("polled 37 times, no change")."""
+    entries: list[dict[str, Any]] = []
+    for event in events:
+        item = event_json(event)
+        data = item["data"]
+        if data.get("quiet_polls"):
+            entries.append(
+                _quiet(data["quiet_polls"], data.get("quiet_from"), data.get("quiet_to"))
+            )
+        item["data"] = {k: v for k, v in data.items() if k not in QUIET_KEYS}
+        entries.append(item)
+    if g.quiet_polls:
+        entries.append(_quiet(g.quiet_polls, iso(g.quiet_since), iso(g.updated_at)))
+    return entries
+
+
+def _quiet(polls: int, first: str | None, last: str | None) -> dict[str, Any]:
+    return {"kind": "quiet", "polls": polls, "from": first, "to": last}
+
+
+def quiet_words(entry: dict[str, Any]) -> str:
+    """`polled 37 times, no change` (the times are shown beside it)."""
+    polls = int(entry["polls"])
+    return f"polled {'once' if polls == 1 else f'{polls} times'}, no change"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -294,21 +294,36 @@ class Store:
 
     async def apply(
         self, claim: Claim, decision: lifecycle.Decision, *, now: datetime, release: bool = True
-    ) -> tuple[Claim, Event]:
+    ) -> tuple[Claim, Event | None]:
         """Store a decision and append its event in one transaction, if the lease still holds.
 
+        A look that changed nothing (`poll`) appends no event: it is counted on the row, and
+        the next event carries the count and the stretch (`quiet_polls`, `quiet_from`,
+        `quiet_to`), so a stuck job's timeline and live stream hold changes, not repeats.
+        Returns the event appended, or None for a folded look.
         Raises LeaseLost (and writes nothing) when another worker or an admin took the row.
         """
+        before = claim.generation
         new = dataclasses.replace(decision.generation, updated_at=now)
+        event: NewEvent | None = None
+        if decision.event.kind == EventKind.POLL:
+            new = dataclasses.replace(
+                new, quiet_polls=before.quiet_polls + 1, quiet_since=before.quiet_since or now
+            )
+        else:
+            event = _with_quiet(decision.event, before) if before.quiet_polls else decision.event
+            new = dataclasses.replace(new, quiet_polls=0, quiet_since=None)
         values = _to_row(new)
         expires = claim.lease_expires_at
         if release:
             values.update(lease_owner=None, lease_token=None, lease_expires_at=None)
 
-        def write(conn: SyncConnection) -> Event:
+        def write(conn: SyncConnection) -> Event | None:
             _update_held(conn, claim, values)
-            stored = _append(conn, new, decision.event, now)
-            _learn(conn, claim.generation.status, new, now)
+            if event is None:
+                return None
+            stored = _append(conn, new, event, now)
+            _learn(conn, before.status, new, now)
             return stored
 
         stored = await self._group.run(write)
@@ -838,6 +853,29 @@ def _update_held(conn: SyncConnection, claim: Claim, values: dict[str, Any]) -> 
         raise exceptions.LeaseLost()
 
 
+def _with_quiet(event: NewEvent, before: Generation) -> NewEvent:
+    """The event with the unchanged looks that came before it (the last was `updated_at`)."""
+    quiet = {
+        "quiet_polls": before.quiet_polls,
+        "quiet_from": _iso(before.quiet_since or before.updated_at),
+        "quiet_to": _iso(before.updated_at or before.quiet_since),
+    }
+    return dataclasses.replace(event, data={**event.data, **quiet})
+
+
+def _quiet_to(data: Any) -> datetime | None:
+    """The last folded look before an event, from its data (see `_with_quiet`)."""
+    raw = data.get("quiet_to") if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        return None
+    at = datetime.fromisoformat(raw)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
 def _append(conn: SyncConnection, generation: Generation, event: NewEvent, at: datetime) -> Event:
     """Append an event (sync: async callers go through `AsyncConnection.run_sync`)."""
     data = dict(event.data)
@@ -885,11 +923,13 @@ def _learn(conn: SyncConnection, before: Status, new: Generation, now: datetime)
     if before not in RENDERING or new.status is not Status.DOWNLOADING:
         return
     rows = conn.execute(
-        sa.select(events.c.at, events.c.status, events.c.progress)
+        sa.select(events.c.at, events.c.status, events.c.progress, events.c.data)
         .where(events.c.generation_id == new.id, events.c.kind.in_(_LOOKS))
         .order_by(events.c.id)
     ).all()
-    looks = [predict.Look(at, status, progress) for at, status, progress in rows]
+    looks = [
+        predict.Look(at, status, progress, _quiet_to(data)) for at, status, progress, data in rows
+    ]
     run = predict.learn(new.submitted_at, new.remote_completed_at, looks)
     if run is None:
         return
@@ -947,6 +987,8 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "step_detail": _fit(g.step_detail, 200),
         "started_after": g.started_after,
         "progress_after": g.progress_after,
+        "quiet_polls": g.quiet_polls,
+        "quiet_since": g.quiet_since,
     }
 
 
@@ -1003,6 +1045,8 @@ def _from_row(row: sa.RowMapping) -> Generation:
         step_detail=row["step_detail"],
         started_after=row["started_after"],
         progress_after=row["progress_after"],
+        quiet_polls=row["quiet_polls"],
+        quiet_since=row["quiet_since"],
     )
 
 

@@ -91,6 +91,9 @@ generations = sa.Table(
     # showed the current percent: the windows those moments are known to within.
     sa.Column("started_after", UTCDateTime),
     sa.Column("progress_after", UTCDateTime),
+    # Unchanged looks since the last event (folded, not one event each), and the first of them.
+    sa.Column("quiet_polls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quiet_since", UTCDateTime),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),

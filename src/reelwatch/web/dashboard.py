@@ -180,7 +180,8 @@ async def _detail(request: Request, generation_id: str, template: str) -> Respon
         template,
         g=g,
         row=_row(svc, g),
-        events=[presenter.event_json(e) for e in events],
+        events=presenter.timeline(events, g),
+        quiet_words=presenter.quiet_words,
         variants=[v.value for v in g.assets],
     )
 
