@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from reelwatch import serving, settings, simulator
 from reelwatch.simulator import samples
@@ -316,3 +316,23 @@ async def test_login_is_required_with_a_token_and_the_page_fits_a_phone(
         assert overflow <= 0
         await phone.screenshot(path=shot("list-phone.png"), full_page=True)
         await context.close()
+
+
+async def test_the_api_docs_work_offline(site: Site, page: Page) -> None:
+    """/docs renders the API's operations with every request to another origin refused: the
+    Swagger UI files are served by reelwatch itself."""
+    elsewhere: list[str] = []
+
+    async def only_ours(route: Route) -> None:
+        if route.request.url.startswith(site.origin):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_ours)
+    await page.goto(site.origin + "/docs")
+    await expect(page.locator(".opblock").first).to_be_visible(timeout=15_000)
+    assert await page.locator(".opblock").count() >= 5
+    await expect(page.get_by_text("/api/generations").first).to_be_visible()
+    assert elsewhere == []

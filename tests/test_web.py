@@ -640,3 +640,28 @@ async def test_sse_waits_for_an_event_committed_out_of_order(
     finally:
         await slow.close()
     assert [(i, e["kind"]) for i, e in got] == [(first, "slow"), (second, "fast")]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/generations/gen_nope", 404, "no generation gen_nope"),
+        ("/no/such/page", 404, "There is no page here."),
+        ("/?cursor=garbage", 400, "cursor"),
+    ],
+)
+async def test_a_browser_gets_an_html_error_page_and_the_api_json(
+    server: Server, path: str, status: int, words: str
+) -> None:
+    """A page that is missing or refused is a page a person can read (with the way back);
+    the same failure asked for as JSON, and every /api path, stays JSON."""
+    page = await server.client.get(path, headers={"accept": "text/html,*/*;q=0.8"})
+    assert page.status_code == status
+    assert page.headers["content-type"].startswith("text/html")
+    assert words in page.text and 'href="/"' in page.text and "Sign out" not in page.text
+    plain = await server.client.get(path, headers={"accept": "application/json"})
+    assert plain.headers["content-type"].startswith("application/json")
+    api = await server.client.get(
+        "/api/generations/gen_nope", headers={"accept": "text/html,*/*;q=0.8"}
+    )
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"

@@ -140,7 +140,16 @@ def create_app(
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(access.require_user)])
     async def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="reelwatch API")
+        # Swagger UI from our own static files (swagger-ui-dist 5, vendored with its licence):
+        # FastAPI's default loads it from a CDN, and the page was blank offline.
+        vendor = "/static/vendor/swagger-ui"
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="reelwatch API",
+            swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+            swagger_css_url=f"{vendor}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
 
     errors.install(app)
     app.add_middleware(

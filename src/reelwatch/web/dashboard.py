@@ -98,8 +98,33 @@ def _actor(request: Request) -> str:
 def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
     context.setdefault("csrf", access.csrf_token(request))
     context.setdefault("notice", request.query_params.get("notice"))
-    context.setdefault("login", bool(request.app.state.settings.api_token))
+    # "Sign out" only for a session that signed in (not on the sign-in page itself).
+    context.setdefault(
+        "login", bool(request.app.state.settings.api_token) and access.logged_in(request)
+    )
     return templates.TemplateResponse(request, name, context)
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """A page a person can read for a refused or missing page (the API answers JSON)."""
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+    response = _render(
+        request,
+        "error.html",
+        status=status,
+        title=titles.get(status, "Something went wrong"),
+        message=message,
+    )
+    response.status_code = status
+    return response
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a dashboard page, not the API, an SSE stream or a script."""
+    path = request.url.path
+    if path.startswith(("/api/", "/cron", "/metrics", "/healthz", "/readyz", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 def _row(svc: service.Service, g: Generation) -> dict[str, Any]:

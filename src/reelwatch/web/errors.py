@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from reelwatch import exceptions
@@ -54,22 +54,36 @@ def _field(loc: Any) -> str:
 
 
 def install(app: FastAPI) -> None:
+    from reelwatch.web import dashboard  # the pages import this module
+
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api(request: Request, exc: ApiError) -> Response:
+        if exc.status < 500 and dashboard.wants_page(request):
+            return dashboard.error_page(request, exc.status, exc.message)
         return JSONResponse(body(exc.code, exc.message, **exc.extra), status_code=exc.status)
 
     @app.exception_handler(exceptions.ReelwatchError)
-    async def _domain(_: Request, exc: exceptions.ReelwatchError) -> JSONResponse:
-        return JSONResponse(body(exc.code, exc.message), status_code=_status(exc))
+    async def _domain(request: Request, exc: exceptions.ReelwatchError) -> Response:
+        status = _status(exc)
+        if status < 500 and dashboard.wants_page(request):
+            return dashboard.error_page(request, status, exc.message)
+        return JSONResponse(body(exc.code, exc.message), status_code=status)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         message = f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid')}"
+        if dashboard.wants_page(request):
+            return dashboard.error_page(request, 400, message)
         return JSONResponse(body("invalid_request", message), status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code in (400, 404, 405) and dashboard.wants_page(request):
+            words = {404: "There is no page here.", 405: "That page cannot be used that way."}
+            return dashboard.error_page(
+                request, exc.status_code, words.get(exc.status_code, str(exc.detail))
+            )
         return JSONResponse(
             body(f"http_{exc.status_code}", str(exc.detail)),
             status_code=exc.status_code,
