@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reelwatch import assembly, presenter, service
+from reelwatch import assembly, engine, presenter, service
 from reelwatch.models import Generation, Status, Variant
 from tests.conftest import World, image_file, step
 
@@ -237,14 +237,24 @@ async def test_lost_create_answer_is_reconciled_not_resubmitted(
 async def test_a_burst_of_lost_creates_is_reconciled_from_one_walk_of_the_list(
     svc: service.Service, world: World
 ) -> None:
-    """Three creates lost together cost one walk of the list, and each finds its own job; a
-    create lost after that walk was taken gets a walk of its own."""
+    """Three creates lost together cost one walk of the list, and each finds its own job: the
+    two that came while the walk ran did not wait for it (holding a worker slot) but were told
+    to look again, and then used it. A create lost after that walk gets a walk of its own."""
     world.sim.sim.inject("create", "create_then_fail", count=3)
     lost = [await submit(svc, f"lost together {i}") for i in range(3)]
     assert all(g.submit_ambiguous for g in lost)
     assert svc.engine is not None
     lists = world.sim.sim.stats()["requests"].get("list", 0)
     world.advance(svc.engine.policy.reconcile_delay_s + 1)
+    await svc.engine.cycle()  # the three reconciles run side by side
+    assert svc.engine.listing.walks == 1
+    after_one = [await svc.get(g.id) for g in lost]
+    assert sum(g.video_id is not None for g in after_one) == 1
+    for g in after_one:
+        if g.video_id is None:
+            kinds = [e.kind for e in await svc.history(g.id)]
+            assert kinds[-1] == "waiting" and g.submit_ambiguous
+    world.advance(engine.LISTING_AGAIN_S)
     await svc.engine.cycle()
     assert world.sim.sim.stats()["requests"].get("list", 0) == lists + 1
     assert svc.engine.listing.walks == 1

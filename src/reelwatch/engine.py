@@ -164,6 +164,7 @@ class Histories:
 
 # How far before a create was sent its job may be dated by the provider's clock.
 RECONCILE_SKEW = timedelta(minutes=2)
+LISTING_AGAIN_S = 2.0  # a reconcile that found a walk of the list under way looks again
 
 
 class Listing:
@@ -172,8 +173,10 @@ class Listing:
     A burst of timed-out creates (a provider slowing under load) used to walk the list once
     per create, each walk going back minutes and costing pages of requests and parsing: the
     load then made more creates time out. A walk taken at moment T shows every job created
-    before T, so it answers any create that should be visible by T. Reconciles take turns,
-    so those that arrive while a walk runs reuse it instead of starting their own."""
+    before T, so it answers any create that should be visible by T. One walk at a time: a
+    reconcile that arrives while one runs is told to ask again shortly (None) rather than
+    wait for it, so it does not hold a worker slot that status checks need (waiting did: a
+    burst of reconciles stalled every poll behind one slow walk)."""
 
     def __init__(self, provider: Provider, clock: clock.Clock) -> None:
         self._provider = provider
@@ -184,16 +187,19 @@ class Listing:
         self._videos: list[RemoteVideo] = []
         self.walks = 0
 
-    async def since(self, since: datetime, *, visible_by: datetime) -> list[RemoteVideo]:
-        """The jobs created after `since`, from a walk taken no earlier than `visible_by`."""
-        async with self._turn:
-            fresh = self._taken_at is not None and self._taken_at >= visible_by
-            if not (fresh and self._since is not None and self._since <= since):
+    async def since(self, since: datetime, *, visible_by: datetime) -> list[RemoteVideo] | None:
+        """The jobs created after `since`, from a walk taken no earlier than `visible_by`; None
+        while another walk is under way (ask again once it is done)."""
+        fresh = self._taken_at is not None and self._taken_at >= visible_by
+        if not (fresh and self._since is not None and self._since <= since):
+            if self._turn.locked():
+                return None
+            async with self._turn:
                 taken_at = self._clock.now()
                 videos = [v async for v in self._provider.recent(since=since)]
                 self._taken_at, self._since, self._videos = taken_at, since, videos
                 self.walks += 1
-            return [v for v in self._videos if v.created_at is None or v.created_at >= since]
+        return [v for v in self._videos if v.created_at is None or v.created_at >= since]
 
 
 def policy_from(settings: Settings, *, webhooks: bool = False) -> schedule.Policy:
@@ -723,6 +729,9 @@ class Engine:
         since = sent - RECONCILE_SKEW
         visible_by = min(sent + timedelta(seconds=self.policy.reconcile_delay_s), self.clock.now())
         listed = await self.listing.since(since, visible_by=visible_by)
+        if listed is None:
+            again = self.clock.now() + timedelta(seconds=LISTING_AGAIN_S)
+            return lifecycle.Wait(again, "another lost create is being looked for in the list")
         candidates = [video for video in listed if _same_request(g, video)]
         taken = await self.store.video_ids(self.name, [v.video_id for v in candidates])
         free = [v for v in candidates if v.video_id not in taken]
