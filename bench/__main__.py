@@ -11,6 +11,9 @@ full runs are quoted in docs/benchmarks.md.
 `python -m bench profiles [--profile lumps ...]` runs the lag and ETA-accuracy scenario per
 progress profile of the simulator (all five by default).
 
+`python -m bench cli` times `reelwatch --help`, the read commands and `submit` as fresh
+processes, and reads an idle worker's RSS (the start-up targets).
+
 `python -m bench chaos [--soak-seconds N]` runs the reliability scenarios (tests/chaos) in
 their long mode and prints their table; it is not part of `all` (it has its own CI step) and
 exits non-zero when a scenario fails.
@@ -23,7 +26,7 @@ import importlib
 import json
 import sys
 
-SCENARIOS = ("lag", "profiles", "scale", "download", "api")
+SCENARIOS = ("lag", "profiles", "scale", "download", "api", "cli")
 SEPARATE = ("chaos",)  # run only when named
 
 

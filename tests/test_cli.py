@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reelwatch import simulator
+from reelwatch.simulator import samples
 from tests.conftest import image_file
 
 
@@ -170,6 +171,112 @@ def test_status_list_history_and_worker_once(env: dict[str, str]) -> None:
     assert summary["success"] is True and summary["processed"] >= 0
     history = json.loads(rw(env, "history", g["id"], "--json").stdout)
     assert [e["kind"] for e in history][:2] == ["created", "submitted"]
+
+
+# Runs `reelwatch ARGS` in a fresh interpreter the way the console script does (`cli.main()`),
+# then writes which top-level packages that command imported to the file named last.
+_IMPORTS_PROBE = """
+import json, sys
+from reelwatch import cli
+report = sys.argv.pop()
+sys.argv = ["reelwatch", *sys.argv[1:]]
+code = 0
+try:
+    cli.main()
+except SystemExit as exc:
+    code = exc.code or 0
+with open(report, "w") as handle:
+    json.dump({"exit": code, "imported": sorted({m.split(".")[0] for m in sys.modules})}, handle)
+"""
+SDKS = {"openai", "replicate", "fal_client"}
+
+
+def imported_by(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, set[str]]:
+    """The exit code of `reelwatch ARGS` and the top-level packages it imported."""
+    report = tmp_path / "imported.json"
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, *args, str(report)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert report.exists(), result.stderr
+    found = json.loads(report.read_text())
+    return found["exit"], set(found["imported"])
+
+
+def test_help_imports_neither_an_sdk_nor_the_database_layer(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`reelwatch --help` (and importing the CLI) loads no provider SDK, SQLAlchemy or Alembic."""
+    code, imported = imported_by(env, tmp_path, "--help")
+    assert code == 0
+    assert not imported & (SDKS | {"sqlalchemy", "alembic", "prometheus_client"})
+
+
+def test_read_commands_import_no_sdk_and_never_migrate(env: dict[str, str], tmp_path: Path) -> None:
+    """`status`, `list` and `history` read without building a provider (no SDK) or running
+    Alembic, and still say whether a configured worker serves the generation."""
+    g = json.loads(rw(env, "submit", "read me", "--json").stdout)
+    for args in (["status", g["id"], "--json"], ["list"], ["history", g["id"]]):
+        code, imported = imported_by(env, tmp_path, *args)
+        assert code == 0, args
+        assert not imported & (SDKS | {"alembic"}), args
+    status = json.loads(rw(env, "status", g["id"], "--json").stdout)
+    assert status["served"] is True and status["estimated_cost_usd"] == 0.4
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["list"], "error: no database at "),
+        (["status", "gen_x"], "error: no generation gen_x: no database at "),
+        (["history", "gen_x", "--json"], "error: no generation gen_x: no database at "),
+    ],
+    ids=["list", "status", "history"],
+)
+def test_a_read_without_a_database_says_so_and_creates_nothing(
+    env: dict[str, str], args: list[str], needle: str
+) -> None:
+    """Before anything was submitted, a read command says so in one line, exit code 1, and
+    creates neither the database nor its folder."""
+    result = rw(env, *args)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(needle)
+    assert "nothing has been submitted yet" in result.stderr
+    assert not Path(env["REELWATCH_DATA_DIR"]).exists()
+
+
+def test_a_read_on_an_older_schema_says_to_upgrade_and_leaves_it(env: dict[str, str]) -> None:
+    """A read command never migrates: on an older schema it names `reelwatch db upgrade`."""
+    assert rw(env, "db", "upgrade").returncode == 0
+    db = Path(env["REELWATCH_DATA_DIR"]) / "reelwatch.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0007'")
+    result = rw(env, "list")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "run `reelwatch db upgrade`" in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
+
+
+def test_a_worker_imports_only_the_sdks_of_configured_providers(
+    env: dict[str, str], tmp_path: Path, cli_sim: simulator.RunningSimulator
+) -> None:
+    """A worker configured for Replicate alone never imports the OpenAI or fal SDK."""
+    only_replicate = {
+        **{k: v for k, v in env.items() if not k.startswith("OPENAI_")},
+        "REELWATCH_PROVIDER": "replicate",
+        "REELWATCH_PROVIDER_CONFIG": json.dumps(
+            {"replicate": samples.client_config(cli_sim, "sk-cli")["replicate"]}
+        ),
+    }
+    code, imported = imported_by(only_replicate, tmp_path, "worker", "--once")
+    assert code == 0
+    assert imported & SDKS == {"replicate"}
 
 
 @pytest.mark.parametrize(

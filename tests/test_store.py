@@ -143,6 +143,46 @@ async def test_open_creates_the_schema(db_url: str) -> None:
     assert revision == _head()
 
 
+def test_the_cheap_version_check_knows_the_revisions_alembic_knows() -> None:
+    """Read commands check the schema without importing Alembic: the revisions and the head
+    read from the migration files' text are Alembic's own."""
+    script = ScriptDirectory.from_config(migrate.config("sqlite://"))
+    known, head = migrate.revisions()
+    assert head == script.get_current_head()
+    assert known == {revision.revision for revision in script.walk_revisions()}
+
+
+async def test_open_existing_never_migrates_and_says_what_to_run(db_url: str) -> None:
+    """A database without the schema, or at an older revision, is refused in one line naming
+    `reelwatch db upgrade` and left as it was; at the head it opens and reads."""
+    await asyncio.to_thread(_drop_everything, db_url)
+    with pytest.raises(exceptions.SchemaMismatch, match="no reelwatch schema yet"):
+        await Store.open_existing(db_url)
+    await asyncio.to_thread(migrate.upgrade, urls(db_url)[1], "0007")
+    with pytest.raises(exceptions.SchemaMismatch) as caught:
+        await Store.open_existing(db_url)
+    assert str(caught.value) == (
+        f"the database schema is at 0007, this reelwatch needs {_head()}:"
+        " run `reelwatch db upgrade`"
+    )
+    _, revision, _ = await asyncio.to_thread(_inspect, db_url)
+    assert revision == "0007"
+    await (await Store.open(db_url)).close()  # a write command migrates
+    reader = await Store.open_existing(db_url)
+    try:
+        assert (await reader.page(limit=5)).items == []
+    finally:
+        await reader.close()
+
+
+async def test_open_existing_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    """No file, no folder: NoDatabase in one line, and neither is created."""
+    folder = tmp_path / "data"
+    with pytest.raises(exceptions.NoDatabase, match="nothing has been submitted yet"):
+        await Store.open_existing(f"sqlite:///{folder / 'reelwatch.db'}")
+    assert not folder.exists()
+
+
 async def test_open_twice_is_idempotent(db_url: str) -> None:
     """Opening a migrated database again changes nothing and keeps the data."""
     first = await Store.open(db_url)
@@ -728,6 +768,33 @@ async def test_page_cursor_walks_every_row_once_even_with_equal_created_at(store
         if cursor is None:
             break
     assert seen == expected
+
+
+async def test_page_walks_back_to_newer_pages_with_before(store: Store) -> None:
+    """From any page, `before=prev_cursor` gives the page just newer, in the same order, until
+    the newest (no prev_cursor): paging works in both directions."""
+    rows = [await add(store, created_at=at(i // 3)) for i in range(14)]  # ties broken by id
+    expected = [g.id for g in sorted(rows, key=lambda g: (g.created_at, g.id), reverse=True)]
+    pages = [await store.page(limit=4)]
+    assert pages[0].prev_cursor is None
+    while pages[-1].next_cursor:
+        pages.append(await store.page(limit=4, cursor=pages[-1].next_cursor))
+    assert [g.id for p in pages for g in p.items] == expected
+    back = pages[-1]
+    walked = [g.id for g in back.items]
+    while back.prev_cursor:
+        back = await store.page(limit=4, before=back.prev_cursor)
+        walked = [g.id for g in back.items] + walked
+    assert walked == expected
+    assert back.items == pages[0].items and back.prev_cursor is None
+
+
+async def test_page_text_finds_our_id_or_the_providers_exactly(store: Store) -> None:
+    mine = await add(store, prompt="a kite")
+    await add(store, prompt=f"mentions {mine.id[:8]} in passing")
+    assert [g.id for g in (await store.page(text=mine.id)).items] == [mine.id]
+    assert mine.video_id is not None
+    assert [g.id for g in (await store.page(text=mine.video_id)).items] == [mine.id]
 
 
 async def test_page_cursor_is_stable_under_inserts(store: Store) -> None:

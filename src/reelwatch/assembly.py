@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 
 from reelwatch import clock, exceptions, providers, storage
-from reelwatch.providers.base import Provider, WebhookVerifier
+from reelwatch.providers.base import Endpoint, Provider, WebhookVerifier
 from reelwatch.service import Service
 from reelwatch.settings import Settings
 from reelwatch.store import Store
@@ -27,22 +27,33 @@ async def open_service(
     provider: Provider | None = None,
     need_provider: bool = False,
     wait_for_database: bool = False,
+    read_only: bool = False,
 ) -> AsyncIterator[Service]:
     """Open the store (migrating it), the storage and every provider whose credentials are set.
 
     `provider` adds (or replaces) one already built provider (tests). With `need_provider`, the
     default provider must be among them: a missing credential is a ConfigError naming the
     variable now, not a traceback later. With `wait_for_database` (the long-running worker),
-    an unreachable database is waited for, with a line logged per try.
+    an unreachable database is waited for, with a line logged per try. With `read_only` (the
+    CLI's read commands) the database must already exist at this version's schema (nothing is
+    created or migrated) and no provider is built, so no provider SDK is imported: what the
+    configuration names is enough to say which generations are served here.
     """
     the_clock = clock or _system_clock
-    store = await (
-        _open_patiently(settings) if wait_for_database else Store.open(settings.database_url)
-    )
+    if read_only:
+        store = await Store.open_existing(settings.database_url)
+    elif wait_for_database:
+        store = await _open_patiently(settings)
+    else:
+        store = await Store.open(settings.database_url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         opened: dict[str, Provider] = {}
+        endpoints: dict[str, Endpoint] = {}
         for name in providers.configured(settings):
+            if read_only:
+                endpoints[name] = providers.endpoint(name, settings)
+                continue
             if provider is not None and name == provider.catalogue.name:
                 continue
             built = providers.build(name, settings, the_clock)
@@ -65,6 +76,7 @@ async def open_service(
             clock=the_clock,
             providers=_in_registry_order(opened),
             verifiers=verifiers,
+            endpoints=endpoints if read_only else None,
         )
 
 

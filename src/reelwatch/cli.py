@@ -1,4 +1,12 @@
-"""The `reelwatch` command line: one `asyncio.run` per command, one-line errors, `--json` output."""
+"""The `reelwatch` command line: one `asyncio.run` per command, one-line errors, `--json` output.
+
+Start-up is most of a read command's time, so this module imports only what `--help` needs
+(typer, rich, the `Status` enum) and each command imports the rest itself: the service and the
+store (SQLAlchemy) for the commands that read or write, Alembic only where a migration runs
+(`Store.open`), a provider's SDK only where that provider is built, prometheus_client only for
+`worker --metrics-port`. Read commands (`status`, `list`, `history`) open the database read-only:
+they never create or migrate it, and build no provider.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +17,17 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import prometheus_client
 import typer
 from rich.console import Console
 
-from reelwatch import assembly, exceptions, live, logs, metrics, presenter, providers, service
-from reelwatch import settings as settings_module
+from reelwatch import exceptions
 from reelwatch.models import Event, Generation, Status
-from reelwatch.settings import Settings
-from reelwatch.store import Store
+
+if TYPE_CHECKING:
+    from reelwatch import service
+    from reelwatch.settings import Settings
 
 app = typer.Typer(
     name="reelwatch",
@@ -48,6 +56,8 @@ def say(text: str, *, console: Console = out) -> None:
     """A line for people. Text from outside (prompts, the provider's messages, ids) may carry
     control characters: they are shown as escapes, so it cannot forge lines or drive the
     terminal."""
+    from reelwatch import logs
+
     console.print(logs.printable(text), markup=False)
 
 
@@ -79,6 +89,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def load_settings(*, level: int = logging.WARNING) -> Settings:
+    from reelwatch import logs
+    from reelwatch import settings as settings_module
+
     try:
         loaded = settings_module.load()
     except exceptions.ConfigError as exc:
@@ -88,14 +101,31 @@ def load_settings(*, level: int = logging.WARNING) -> Settings:
 
 
 def with_service(
-    fn: Callable[[service.Service], Awaitable[T]], *, need_provider: bool = False
+    fn: Callable[[service.Service], Awaitable[T]],
+    *,
+    need_provider: bool = False,
+    read_only: bool = False,
+    looking_for: str | None = None,
 ) -> tuple[service.Service, T]:
-    """Open the service, run one request, close it; the service's clock and storage stay usable."""
+    """Open the service, run one request, close it; the service's clock and storage stay usable.
+
+    `read_only` (the read commands): the database must exist at this version's schema (it is
+    neither created nor migrated) and no provider is built, so no SDK is imported. A read of
+    one generation (`looking_for`) without a database says that generation is not there, and
+    why."""
+    from reelwatch import assembly
+
     settings = load_settings()
 
     async def main() -> tuple[service.Service, T]:
-        async with assembly.open_service(settings, need_provider=need_provider) as svc:
-            return svc, await fn(svc)
+        opened = assembly.open_service(settings, need_provider=need_provider, read_only=read_only)
+        try:
+            async with opened as svc:
+                return svc, await fn(svc)
+        except exceptions.NoDatabase as exc:
+            if looking_for is None:
+                raise
+            raise exceptions.NotFound(f"no generation {looking_for}: {exc.message}") from None
 
     return run(main())
 
@@ -118,9 +148,8 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None:
-    data = svc.view(g)
     if as_json:
-        emit_json(data)
+        emit_json(svc.view(g))
         return
     say(f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.step}")
     if g.video_id:
@@ -151,6 +180,8 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a new generation (it is stored before the provider is asked)."""
+    from reelwatch import live, providers, service
+
     try:
         params = parse_params(param or [])
         if seconds is not None:
@@ -215,7 +246,9 @@ def status(
     generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
     """Show one generation."""
-    svc, g = with_service(lambda svc: svc.get(generation_id))
+    svc, g = with_service(
+        lambda svc: svc.get(generation_id), read_only=True, looking_for=generation_id
+    )
     print_generation(svc, g, as_json)
 
 
@@ -229,8 +262,10 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List generations, newest first."""
+    from reelwatch import presenter
+
     svc, page = with_service(
-        lambda svc: svc.page(statuses=status or (), limit=limit, cursor=cursor)
+        lambda svc: svc.page(statuses=status or (), limit=limit, cursor=cursor), read_only=True
     )
     now = svc.clock.now()
     if as_json:
@@ -248,11 +283,12 @@ def history(
     generation_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
     """Everything that happened to one generation (its audit log)."""
+    from reelwatch import presenter
 
     async def both(svc: service.Service) -> tuple[Generation, list[Event]]:
         return await svc.get(generation_id), await svc.history(generation_id)
 
-    _, (g, events) = with_service(both)
+    _, (g, events) = with_service(both, read_only=True, looking_for=generation_id)
     if as_json:
         emit_json([presenter.event_json(e) for e in events])
         return
@@ -350,6 +386,8 @@ def worker(
     ] = "127.0.0.1",
 ) -> None:
     """The background monitor: every active generation moves on its own."""
+    from reelwatch import assembly
+
     settings = load_settings(level=logging.WARNING if once else logging.INFO)
 
     async def main() -> dict[str, Any] | None:
@@ -365,6 +403,10 @@ def worker(
             if metrics_port is None:
                 await run_until_signalled(work)
                 return None
+            import prometheus_client
+
+            from reelwatch import metrics
+
             collected = metrics.Metrics(tables=False)
             collected.track_worker()
             for runner in svc.engines.values():
@@ -412,7 +454,8 @@ def serve(
     ] = False,
 ) -> None:
     """HTTP API, live events, metrics (and the dashboard), with the worker in-process."""
-    from reelwatch import serving
+    from reelwatch import providers, serving
+    from reelwatch.store import Store
     from reelwatch.web import access, create_app
 
     settings = load_settings(level=logging.INFO)
@@ -517,6 +560,8 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (the worker and server also do this on start)."""
+    from reelwatch.store import Store
+
     settings = load_settings()
 
     async def main() -> None:

@@ -46,6 +46,18 @@ class DatabaseUnavailable(ReelwatchError):
     code = "database_unavailable"
 
 
+class NoDatabase(ReelwatchError):
+    """There is no database yet: nothing has been submitted."""
+
+    code = "no_database"
+
+
+class SchemaMismatch(ReelwatchError):
+    """The database schema is not this version's: run `reelwatch db upgrade`."""
+
+    code = "schema_mismatch"
+
+
 class LeaseLost(ReelwatchError):
     """Another worker or an admin action took over this generation; the write was dropped."""
 

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,7 +22,6 @@ from reelwatch import (
     clock,
     exceptions,
     lifecycle,
-    metrics,
     predict,
     presenter,
     providers,
@@ -32,10 +31,13 @@ from reelwatch.engine import Engine, Histories, Summary, policy_from
 from reelwatch.engine import supervised as engine_supervised
 from reelwatch.models import Event, EventKind, Generation, NewEvent, Status
 from reelwatch.providers import base
-from reelwatch.providers.base import Catalogue, Provider, Ref, WebhookVerifier
+from reelwatch.providers.base import Catalogue, Endpoint, Provider, Ref, WebhookVerifier
 from reelwatch.schedule import Policy
 from reelwatch.settings import Settings
 from reelwatch.store import Page, Store, database_error
+
+if TYPE_CHECKING:
+    from reelwatch import metrics  # prometheus_client: imported by those that collect metrics
 
 log = structlog.get_logger("reelwatch.service")
 
@@ -106,7 +108,7 @@ def check_request(request: SubmitRequest) -> None:
 
 
 def _check_frame(reference: ReferenceImage, size: str | None) -> None:
-    """The reference is the first frame: its pixels must be the video's `WxH` (OpenAI answers
+    """The reference is the first frame: its pixels must be the video's `WxH` (the API answers
     400 otherwise, after the generation was stored and counted)."""
     if size is None:
         return
@@ -136,6 +138,7 @@ class Service:
         clock: clock.Clock,
         providers: Mapping[str, Provider] | None = None,
         verifiers: Mapping[str, WebhookVerifier] | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -150,6 +153,13 @@ class Service:
             )
             for name, provider in self.providers.items()
         }
+        # The endpoint each provider is served at here: its engine's, or, for a read-only
+        # service that builds no provider (`endpoints`), the one its configuration names.
+        self.endpoints = (
+            dict(endpoints)
+            if endpoints is not None
+            else {name: runner.endpoint for name, runner in self.engines.items()}
+        )
         self.default_provider = providers_default(settings, self.providers)
         self._policies: dict[str, Policy] = {}
 
@@ -196,8 +206,8 @@ class Service:
 
     def served(self, g: Generation) -> bool:
         """Whether a worker configured here serves the endpoint `g` belongs to."""
-        runner = self.engines.get(g.provider)
-        return runner is not None and g.endpoint in (None, runner.endpoint.base_url)
+        endpoint = self.endpoints.get(g.provider)
+        return endpoint is not None and g.endpoint in (None, endpoint.base_url)
 
     def provider_names(self) -> tuple[str, ...]:
         return providers.NAMES
@@ -413,9 +423,12 @@ class Service:
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        before: str | None = None,
     ) -> Page:
         if not 1 <= limit <= 1000:
             raise exceptions.InvalidInput("limit: must be between 1 and 1000")
+        if cursor and before:
+            raise exceptions.InvalidInput("cursor: give cursor or before, not both")
         found = await self.store.page(
             statuses=statuses,
             model=model,
@@ -425,6 +438,7 @@ class Service:
             since=since,
             limit=limit,
             cursor=cursor,
+            before=before,
         )
         await self.learn(found.items)
         return found

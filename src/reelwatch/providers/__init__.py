@@ -2,9 +2,12 @@
 
 The registry below is the only place that knows which adapters exist (saq's
 `Queue.from_url` is the model): the rest of reelwatch asks it for a provider by name and
-reads `Catalogue` and `Capabilities`, never an adapter module. Each adapter module offers
-`CATALOGUE`, a `Config` (pydantic-settings: its credentials and base URL, from its own
-environment variables) and `build(config, settings, clock)`.
+reads `Catalogue` and `Capabilities`, never an adapter module. Each adapter is two modules:
+`<name>_catalogue` offers `CATALOGUE`, a `Config` (pydantic-settings: its credentials and
+base URL, from its own environment variables), `verifier(config, settings)` and
+`build(config, settings, clock)`; `<name>` is the provider itself, on its SDK, and only
+`build` imports it. So describing providers, reading generations or a worker configured for
+one provider never imports the other SDKs (openai's alone takes about a second).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from reelwatch.settings import Settings
 
 # Registry order is the order `reelwatch providers` lists them and the default's fallback.
 _MODULES = {
-    "openai": "reelwatch.providers.openai",
-    "replicate": "reelwatch.providers.replicate",
-    "fal": "reelwatch.providers.fal",
+    "openai": "reelwatch.providers.openai_catalogue",
+    "replicate": "reelwatch.providers.replicate_catalogue",
+    "fal": "reelwatch.providers.fal_catalogue",
 }
 NAMES = tuple(_MODULES)
 

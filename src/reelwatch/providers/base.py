@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from reelwatch import exceptions
 from reelwatch.models import Endpoint, ErrorInfo, RemoteStatus, RemoteVideo, Variant
 
@@ -300,6 +298,8 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def unavailable(exc: Exception) -> exceptions.ProviderUnavailable:
     """An httpx transport failure, saying whether the request can have reached the provider
     (a connection that was never made sent nothing; a create that failed so was not done)."""
+    import httpx  # here: only adapters, which have imported it already, call this
+
     message = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return exceptions.ProviderUnreachable(message)

@@ -12,18 +12,14 @@ is one request, read with the same rules as the SDK's `_parse_status`.
 The queue host is not a constructor option in the SDK (it is read from FAL_QUEUE_RUN_HOST at
 import); the adapter builds its URLs from its own base URL instead, which defaults to the same
 host. A URL in an answer is followed only when it is on that host: the key goes nowhere else.
+
+What it offers, its configuration and its webhook verifier are in `fal_catalogue`, which
+imports no SDK; its `build` imports this module.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64 as b64
-import binascii
-import hashlib
-import json
-import os
 import re
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -31,22 +27,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fal_client.client import AppId, AsyncClient
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelwatch import clock, exceptions
 from reelwatch.models import ErrorInfo, RemoteStatus, RemoteVideo, Variant
-from reelwatch.providers import base, output_urls
-from reelwatch.settings import Settings
-
-NAME = "fal"
-DEFAULT_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
-WEBHOOK_TOLERANCE_S = 300
-JWKS_TTL_S = 24 * 3600.0  # fal: cache the keys up to a day
-JWKS_REFRESH_MIN_S = 30.0  # an unverifiable delivery refreshes the keys at most this often
+from reelwatch.providers import base, fal_catalogue, output_urls
 
 # The queue's exact words (the SDK's `_parse_status`); anything else is UNKNOWN.
 STATUSES: Mapping[str, RemoteStatus] = {
@@ -54,146 +39,14 @@ STATUSES: Mapping[str, RemoteStatus] = {
     "IN_PROGRESS": RemoteStatus.IN_PROGRESS,
     "COMPLETED": RemoteStatus.COMPLETED,  # or FAILED, when it carries an error
 }
-# USD per generated second, as listed on fal's model pages in 2026-11 (estimates; override
-# with REELWATCH_PRICES).
-PRICES: Mapping[str, float] = {
-    "fal-ai/veo3": 0.75,
-    "fal-ai/veo3/fast": 0.40,
-    "fal-ai/kling-video/v2.1/master/text-to-video": 0.28,
-    "fal-ai/minimax/hailuo-02/standard/text-to-video": 0.045,
-    "fal-ai/bytedance/seedance/v1/pro/text-to-video": 0.12,
-    "fal-ai/wan/v2.2-a14b/text-to-video": 0.08,
-    "fal-ai/luma-dream-machine/ray-2": 0.10,
-}
-MODELS = tuple(PRICES)
-_APP = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*){1,5}", re.IGNORECASE)
-_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 _PERCENT = re.compile(r"(\d{1,3})\s*%")
 MODERATION_TYPES = frozenset({"content_policy_violation", "moderation", "nsfw"})
-
-
-class Catalogue:
-    """Any fal app, by its endpoint id (`owner/app[/path]`); prices for known ones."""
-
-    name = NAME
-    models = MODELS
-    default_model = "fal-ai/veo3/fast"
-    capabilities = base.Capabilities(
-        progress=(base.ProgressKind.QUEUE_POSITION, base.ProgressKind.LOG_LINES),
-        can_list=False,  # not in the queue API: a lost submit goes to a person
-        can_cancel=True,
-        assets=base.AssetDelivery.OUTPUT_URLS,
-        webhooks="ed25519-jwks",
-        variants=(Variant.VIDEO,),
-        asset_lifetime="result 1 hour (6 minutes if 10 KB or more); media per account setting",
-    )
-
-    def validate(self, model: str, params: Mapping[str, Any]) -> base.Inputs:
-        if _app_id(model) is None:
-            raise exceptions.InvalidInput(
-                f"model: {model!r} is not a fal endpoint id like {MODELS[0]}"
-            )
-        clean = base.plain_params(params)
-        return base.Inputs(clean, seconds=_seconds(clean.get("duration")), size=_size(clean))
-
-    def estimate_cost(
-        self, model: str, params: Mapping[str, Any], prices: Mapping[str, float]
-    ) -> float | None:
-        return base.price(PRICES, prices, model, _seconds(params.get("duration")))
-
-    def ref(self, job: str) -> base.Ref:
-        """`owner/app[/path]/REQUEST_ID`: the request id alone does not say which queue."""
-        endpoint, _, request_id = job.strip().rpartition("/")
-        app = _app_id(endpoint)
-        if app is None or not _REQUEST_ID.fullmatch(request_id):
-            raise exceptions.InvalidInput(
-                f"video_id: give a fal request as its endpoint id and request id, like "
-                f"{MODELS[0]}/764cabcf-b745-4b3e-ae38-1200304cf45b"
-            )
-        return base.Ref(request_id, {"app": _app(app)})
-
-
-CATALOGUE = Catalogue()
-
-
-def _seconds(value: object) -> int | None:
-    """fal apps write durations as 8, "8" or "8s"."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (match := re.fullmatch(r"(\d{1,4})s?", value.strip())):
-        return int(match.group(1))
-    return None
-
-
-def _size(params: Mapping[str, Any]) -> str | None:
-    value = params.get("aspect_ratio", params.get("resolution"))
-    return None if value is None else str(value)[:20]
-
-
-class Config(BaseSettings):
-    """The key (FAL_KEY, as the SDK reads it) and where the queue and the keys live."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
-    )
-
-    key: str | None = Field(None, validation_alias=AliasChoices("FAL_KEY"))
-    # The SDK's own variable is a host (https only); a full URL (any scheme) wins over it.
-    base_url: str = Field(
-        default_factory=lambda: f"https://{os.environ.get('FAL_QUEUE_RUN_HOST', 'queue.fal.run')}/",
-        validation_alias=AliasChoices("REELWATCH_FAL_QUEUE_URL"),
-    )
-    jwks_url: str = Field(DEFAULT_JWKS_URL, validation_alias=AliasChoices("REELWATCH_FAL_JWKS_URL"))
-
-    # The endpoint's name when one API is reached through several URLs (a proxy on some
-    # hosts): workers agree on it instead of the base URL. Default: the base URL.
-    endpoint_name: str | None = Field(None, validation_alias=AliasChoices("REELWATCH_FAL_ENDPOINT"))
-
-    @field_validator("base_url", "jwks_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _slash(cls, value: str) -> str:
-        return value if value.endswith("/") else value + "/"
-
-    @property
-    def missing(self) -> str | None:
-        return None if self.key else "FAL_KEY"
-
-    @property
-    def webhooks_enabled(self) -> bool:
-        return True  # nothing to configure here; they are sent when REELWATCH_PUBLIC_URL is set
-
-
-def build(config: Config, settings: Settings, the_clock: clock.Clock) -> Fal:
-    assert config.key is not None
-    return Fal(
-        key=config.key,
-        base_url=config.base_url,
-        timeout_s=settings.request_timeout_seconds,
-        clock=the_clock,
-        webhook_url=settings.webhook_url(NAME),
-    )
-
-
-def verifier(config: Config, settings: Settings) -> base.WebhookVerifier | None:
-    """ED25519 signatures against fal's published keys; on when this server is reachable."""
-    if settings.public_url is None:
-        return None
-    return JwksVerifier(config.jwks_url, timeout_s=settings.request_timeout_seconds)
 
 
 class Fal:
     """A `Provider` for fal's queue API."""
 
-    catalogue = CATALOGUE
+    catalogue = fal_catalogue.CATALOGUE
 
     def __init__(
         self,
@@ -205,7 +58,7 @@ class Fal:
         webhook_url: str | None = None,
     ) -> None:
         self._clock = clock or _system
-        self.endpoint = base.Endpoint(NAME, base_url)
+        self.endpoint = base.Endpoint(fal_catalogue.NAME, base_url)
         self.webhooks_enabled = webhook_url is not None
         self._base = base_url
         self._origin = output_urls.origin(base_url)
@@ -233,9 +86,9 @@ class Fal:
         body = {**request.params, "prompt": request.prompt}
         data = await self._call("POST", url, json=body)
         request_id = data.get("request_id")
-        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        if not isinstance(request_id, str) or not fal_catalogue.REQUEST_ID.fullmatch(request_id):
             raise exceptions.ProviderUnavailable(f"no request_id in the answer: {data!r:.200}")
-        remote = {"app": _app(app)}
+        remote = {"app": fal_catalogue.app_name(app)}
         position = data.get("queue_position")
         return RemoteVideo(
             video_id=request_id,
@@ -335,9 +188,9 @@ class Fal:
     def _requests_url(self, ref: base.Ref) -> str:
         """`{base}{owner}/{alias}/requests/{id}` (the SDK's `get_handle` rule)."""
         app = ref.remote.get("app")
-        if not isinstance(app, str) or not _APP.fullmatch(app):
+        if not isinstance(app, str) or not fal_catalogue.APP.fullmatch(app):
             raise exceptions.ProviderNotFound("this request has no fal app id")
-        if not _REQUEST_ID.fullmatch(ref.video_id):
+        if not fal_catalogue.REQUEST_ID.fullmatch(ref.video_id):
             raise exceptions.ProviderNotFound(f"{ref.video_id[:40]!r} cannot be a request id")
         return f"{self._base}{app}/requests/{ref.video_id}"
 
@@ -365,22 +218,6 @@ class Fal:
 
 
 _system = clock.SystemClock()
-
-
-def _app_id(endpoint: str) -> AppId | None:
-    """The SDK's reading of an endpoint id, or None when it is not one (the SDK raises
-    IndexError on `workflows/x`: a namespace needs owner and app after it)."""
-    if not _APP.fullmatch(endpoint):
-        return None
-    try:
-        return AppId.from_endpoint_id(endpoint)
-    except (IndexError, ValueError):
-        return None
-
-
-def _app(app: AppId) -> str:
-    prefix = f"{app.namespace}/" if app.namespace else ""
-    return f"{prefix}{app.owner}/{app.alias}"
 
 
 def _queue_words(position: object) -> str | None:
@@ -461,115 +298,3 @@ def _detail(data: object) -> tuple[str | None, str | None]:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-class JwksVerifier:
-    """fal's webhooks: ED25519 over `{request_id}\\n{user_id}\\n{timestamp}\\n{sha256(body)}`,
-    checked against the keys fal publishes (fetched, cached a day, fetched again when no cached
-    key verifies a delivery, at most every 30 s). Written here: no library verifies fal's
-    scheme (the SDK has no helper), `cryptography` does the signature itself."""
-
-    def __init__(self, url: str, *, timeout_s: float) -> None:
-        self._url = url
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
-        self._keys: list[Ed25519PublicKey] = []
-        self._tried_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    async def verify(
-        self, headers: Mapping[str, str], body: bytes, now: datetime
-    ) -> base.WebhookEvent:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        request_id = lowered.get("x-fal-webhook-request-id", "")
-        user_id = lowered.get("x-fal-webhook-user-id", "")
-        stamp = lowered.get("x-fal-webhook-timestamp", "")
-        signature_hex = lowered.get("x-fal-webhook-signature", "")
-        if not (request_id and user_id and stamp and signature_hex):
-            raise base.WebhookRejected("missing X-Fal-Webhook-* headers")
-        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
-            raise base.WebhookRejected("X-Fal-Webhook-Timestamp is not a unix time")
-        if abs(now.timestamp() - int(stamp)) > WEBHOOK_TOLERANCE_S:
-            raise base.WebhookRejected("X-Fal-Webhook-Timestamp is outside the 300 s tolerance")
-        try:
-            signature = binascii.unhexlify(signature_hex)
-        except (binascii.Error, ValueError):
-            raise base.WebhookRejected("X-Fal-Webhook-Signature is not hex") from None
-        digest = hashlib.sha256(body).hexdigest()
-        message = f"{request_id}\n{user_id}\n{stamp}\n{digest}".encode()
-        if not await self._verified(message, signature):
-            raise base.WebhookRejected("no published key verifies X-Fal-Webhook-Signature")
-        job_id, status = _webhook_body(body)
-        if job_id != request_id:
-            raise base.WebhookMalformed("request_id: differs from X-Fal-Webhook-Request-Id")
-        return base.WebhookEvent(request_id, job_id, f"fal.{status}"[:60], terminal=True)
-
-    async def _verified(self, message: bytes, signature: bytes) -> bool:
-        await self._refresh(JWKS_TTL_S)
-        if _any_verifies(self._keys, message, signature):
-            return True
-        # The keys may have rotated. Whatever arrives (forged deliveries too), that is one
-        # fetch per JWKS_REFRESH_MIN_S, failed attempts included.
-        if await self._refresh(JWKS_REFRESH_MIN_S):
-            return _any_verifies(self._keys, message, signature)
-        if not self._keys:
-            raise exceptions.ProviderUnavailable("fal's keys could not be fetched yet")
-        return False
-
-    async def _refresh(self, older_than_s: float) -> bool:
-        """Fetch the keys unless an attempt was made in the last `older_than_s` (checked under
-        the lock, so concurrent deliveries share one fetch); whether keys were read."""
-        async with self._lock:
-            if self._tried_at is not None and time.monotonic() - self._tried_at < older_than_s:
-                return False
-            self._tried_at = time.monotonic()
-            try:
-                response = await self._client.get(self._url)
-                response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                if not self._keys:
-                    raise exceptions.ProviderUnavailable(f"fal's keys: {exc}") from exc
-                return False  # keep the keys we have
-            self._keys = _keys_of(document)
-            return True
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def _any_verifies(keys: list[Ed25519PublicKey], message: bytes, signature: bytes) -> bool:
-    for key in keys:
-        try:
-            key.verify(signature, message)
-        except InvalidSignature:
-            continue
-        return True
-    return False
-
-
-def _keys_of(document: object) -> list[Ed25519PublicKey]:
-    """The Ed25519 keys of a JWKS (`kty: OKP`, `crv: Ed25519`, `x` base64url)."""
-    keys = []
-    entries = document.get("keys") if isinstance(document, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or entry.get("kty") != "OKP":
-            continue
-        if entry.get("crv") != "Ed25519" or not isinstance(entry.get("x"), str):
-            continue
-        raw = entry["x"]
-        try:
-            material = b64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-            keys.append(Ed25519PublicKey.from_public_bytes(material))
-        except (ValueError, binascii.Error):
-            continue
-    return keys
-
-
-def _webhook_body(body: bytes) -> tuple[str, str]:
-    try:
-        event: Any = json.loads(body)
-        request_id = event["request_id"]
-        status = str(event.get("status") or "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise base.WebhookMalformed("body: not a fal webhook") from None
-    return base.require_id(request_id, "request_id"), status.lower() or "unknown"

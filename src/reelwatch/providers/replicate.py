@@ -10,11 +10,13 @@ The SDK's transport retries GETs on 429/503/504 up to 10 times, sleeping up to a
 the engine owns retries (a 429 must pause every worker of the endpoint, and a call must end
 within the lease), so that transport is set to one attempt. There is no option for it, hence
 the one reach into the SDK's client below.
+
+What it offers, its configuration and its webhook verifier are in `replicate_catalogue`, which
+imports no SDK; its `build` imports this module.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -23,179 +25,37 @@ from typing import Any
 
 import httpx
 import replicate.exceptions
-from pydantic import AliasChoices, Field, field_validator
 from pydantic import v1 as pydantic_v1
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from replicate.client import Client
 from replicate.prediction import Prediction
 
 from reelwatch import clock, exceptions
 from reelwatch.models import ErrorInfo, RemoteStatus, RemoteVideo, Variant
-from reelwatch.providers import base, output_urls, standard_webhooks
-from reelwatch.settings import Settings
+from reelwatch.providers import base, output_urls, replicate_catalogue
 
-NAME = "replicate"
-DEFAULT_BASE_URL = "https://api.replicate.com"
 DATA_KEPT = timedelta(hours=1)  # "all ... output files, and logs are removed after an hour"
 
-# The API's exact words (providers.md section 3.1); anything else is UNKNOWN.
-STATUSES: Mapping[str, RemoteStatus] = {
-    "starting": RemoteStatus.QUEUED,
-    "processing": RemoteStatus.IN_PROGRESS,
-    "succeeded": RemoteStatus.COMPLETED,
-    "failed": RemoteStatus.FAILED,
-    "canceled": RemoteStatus.FAILED,
-    "aborted": RemoteStatus.FAILED,  # its deadline passed before it started (not billed)
-}
-# USD per generated second, as listed on the models' pages in 2026-11 (estimates: a user with
-# other prices sets REELWATCH_PRICES).
-PRICES: Mapping[str, float] = {
-    "google/veo-3": 0.75,
-    "google/veo-3-fast": 0.40,
-    "google/veo-3.1": 0.40,
-    "kwaivgi/kling-v2.1": 0.05,
-    "minimax/hailuo-02": 0.045,
-    "bytedance/seedance-1-pro": 0.03,
-    "wan-video/wan-2.5-t2v": 0.10,
-    "luma/ray-2-720p": 0.18,
-}
-MODELS = tuple(PRICES)
-_MODEL = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?", re.IGNORECASE)
 _VERSION = re.compile(r"[0-9a-f]{64}")
 _RESETS = re.compile(r"resets in ~?(\d+(?:\.\d+)?)\s*s")
 MAX_LIST_PAGES = 10  # reconciliation looks back a few minutes; ten pages is far more
 
 
-class Catalogue:
-    """Any Replicate model, by `owner/name` or `owner/name:version`; prices for known ones."""
-
-    name = NAME
-    models = MODELS
-    default_model = "google/veo-3-fast"
-    capabilities = base.Capabilities(
-        progress=(base.ProgressKind.LOG_LINES,),
-        can_list=True,
-        can_cancel=True,
-        assets=base.AssetDelivery.OUTPUT_URLS,
-        webhooks="standard-webhooks",
-        variants=(Variant.VIDEO,),
-        asset_lifetime="1 hour after the prediction ends",
-    )
-
-    def validate(self, model: str, params: Mapping[str, Any]) -> base.Inputs:
-        if not _MODEL.fullmatch(model):
-            raise exceptions.InvalidInput(
-                f"model: {model!r} is not owner/name or owner/name:version (e.g. {MODELS[0]})"
-            )
-        clean = base.plain_params(params)
-        seconds = clean.get("duration", clean.get("seconds"))
-        size = clean.get("aspect_ratio", clean.get("resolution"))
-        return base.Inputs(
-            clean,
-            seconds=seconds if isinstance(seconds, int) and not isinstance(seconds, bool) else None,
-            size=str(size)[:20] if size is not None else None,
-        )
-
-    def estimate_cost(
-        self, model: str, params: Mapping[str, Any], prices: Mapping[str, float]
-    ) -> float | None:
-        seconds = params.get("duration", params.get("seconds"))
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-            return None
-        return base.price(PRICES, prices, model.split(":")[0], float(seconds))
-
-    def ref(self, job: str) -> base.Ref:
-        return base.Ref(job)
-
-
-CATALOGUE = Catalogue()
-
-
-class Config(BaseSettings):
-    """The token and base URL, from the SDK's own variables."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
-    )
-
-    api_token: str | None = Field(None, validation_alias=AliasChoices("REPLICATE_API_TOKEN"))
-    base_url: str = Field(DEFAULT_BASE_URL, validation_alias=AliasChoices("REPLICATE_BASE_URL"))
-    webhook_secret: str | None = Field(
-        None, validation_alias=AliasChoices("REPLICATE_WEBHOOK_SECRET")
-    )
-
-    # The endpoint's name when one API is reached through several URLs (a proxy on some
-    # hosts): workers agree on it instead of the base URL. Default: the base URL.
-    endpoint_name: str | None = Field(
-        None, validation_alias=AliasChoices("REELWATCH_REPLICATE_ENDPOINT")
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("REPLICATE_BASE_URL must be an http(s) URL")
-        return value.rstrip("/")
-
-    @property
-    def missing(self) -> str | None:
-        return None if self.api_token else "REPLICATE_API_TOKEN"
-
-    @property
-    def webhooks_enabled(self) -> bool:
-        return bool(self.webhook_secret)
-
-
-def build(config: Config, settings: Settings, the_clock: clock.Clock) -> Replicate:
-    assert config.api_token is not None
-    hook = settings.webhook_url(NAME) if config.webhooks_enabled else None
-    return Replicate(
-        api_token=config.api_token,
-        base_url=config.base_url,
-        timeout_s=settings.request_timeout_seconds,
-        clock=the_clock,
-        webhook_url=hook,
-    )
-
-
-def verifier(config: Config, settings: Settings) -> base.WebhookVerifier | None:
-    """Standard Webhooks with the account's secret (GET /v1/webhooks/default/secret)."""
-    if not config.webhook_secret:
-        return None
-    return standard_webhooks.Verifier(
-        config.webhook_secret, _webhook_body, variable="REPLICATE_WEBHOOK_SECRET"
-    )
-
-
-def _webhook_body(body: bytes) -> tuple[str, str, bool]:
-    """The body is the Prediction itself."""
-    try:
-        prediction: Any = json.loads(body)
-        job_id = prediction["id"]
-        status = str(prediction.get("status") or "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise base.WebhookMalformed("body: not a prediction") from None
-    base.require_id(job_id, "id")
-    ended = STATUSES.get(status) in (RemoteStatus.COMPLETED, RemoteStatus.FAILED)
-    return job_id, f"prediction.{status or 'unknown'}"[:60], ended
-
-
 class Replicate:
     """A `Provider` for Replicate's predictions API."""
 
-    catalogue = CATALOGUE
+    catalogue = replicate_catalogue.CATALOGUE
 
     def __init__(
         self,
         *,
         api_token: str,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str = replicate_catalogue.DEFAULT_BASE_URL,
         timeout_s: float = 20.0,
         clock: clock.Clock | None = None,
         webhook_url: str | None = None,
     ) -> None:
         self._clock = clock or _system
-        self.endpoint = base.Endpoint(NAME, base_url.rstrip("/"))
+        self.endpoint = base.Endpoint(replicate_catalogue.NAME, base_url.rstrip("/"))
         self.webhooks_enabled = webhook_url is not None
         self._webhook_url = webhook_url
         timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
@@ -341,7 +201,7 @@ def _error(status: int, detail: str, headers: Mapping[str, str]) -> exceptions.P
 def _remote(data: Mapping[str, Any], now: datetime) -> RemoteVideo:
     """A prediction (as JSON) in neutral terms; tolerant of words and fields the SDK lacks."""
     raw = str(data.get("status") or "")
-    status = base.status_of(STATUSES, raw)
+    status = base.status_of(replicate_catalogue.STATUSES, raw)
     raw_logs = data.get("logs")
     logs = raw_logs if isinstance(raw_logs, str) else ""
     progress = Prediction.Progress.parse(logs) if logs else None

@@ -86,7 +86,8 @@ class Trouble:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Page:
     items: list[Generation]
-    next_cursor: str | None
+    next_cursor: str | None  # older items follow (None: this is the oldest page)
+    prev_cursor: str | None = None  # with `before=`: newer items come before this page
 
 
 def urls(url: str) -> tuple[str, str]:
@@ -196,6 +197,43 @@ class Store:
                 f"cannot reach the database at {_safe(url)}: {_reason(exc)}"
             ) from exc
         return cls(engine, sync_engine)
+
+    @classmethod
+    async def open_existing(cls, url: str) -> Store:
+        """Connect to a database that exists and is at this version's schema, creating and
+        migrating nothing (read commands): NoDatabase or SchemaMismatch, in one line, if not."""
+        parsed = make_url(url)
+        sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        # Connecting would create the file (and WAL switches a new one): look first.
+        if sqlite_file and sqlite_file != ":memory:":
+            exists = await asyncio.to_thread(Path(sqlite_file).is_file)
+        else:
+            exists = True
+        if not exists:
+            raise exceptions.NoDatabase(
+                f"no database at {sqlite_file}: nothing has been submitted yet"
+            )
+        store = await cls.open(url, upgrade=False)
+        try:
+            migrate.expected(await store._schema_versions())
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _schema_versions(self) -> list[str]:
+        """What `alembic_version` holds; empty when the table is missing (never migrated)."""
+        async with self._engine.connect() as conn:
+            try:
+                result = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                trouble = database_error(exc)
+                if trouble is None or not trouble.fatal:
+                    raise exceptions.DatabaseUnavailable(
+                        f"cannot read the database: {_reason(exc)}"
+                    ) from exc
+                return []  # no such table
+            return [str(version) for version in result.scalars()]
 
     async def close(self) -> None:
         await self._group.close()
@@ -565,8 +603,11 @@ class Store:
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        before: str | None = None,
     ) -> Page:
-        """Newest first, with an opaque keyset cursor (stable under inserts)."""
+        """Newest first, with opaque keyset cursors (stable under inserts): `cursor` gives the
+        page after an item (older), `before` the page before one (newer). `text` matches the
+        prompt, or exactly our id or the provider's job id."""
         query = sa.select(generations)
         if error_code:
             query = query.where(generations.c.error_code == error_code)
@@ -580,19 +621,43 @@ class Store:
             query = query.where(generations.c.provider == provider)
         if text:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(generations.c.prompt.ilike(f"%{escaped}%", escape="\\"))
+            query = query.where(
+                sa.or_(
+                    generations.c.prompt.ilike(f"%{escaped}%", escape="\\"),
+                    generations.c.id == text.strip(),
+                    generations.c.video_id == text.strip(),
+                )
+            )
+        key = sa.tuple_(generations.c.created_at, generations.c.id)
         if cursor:
             created_at, last_id = _decode_cursor(cursor)
             query = query.where(
-                sa.tuple_(generations.c.created_at, generations.c.id)
-                < sa.tuple_(sa.literal(created_at, generations.c.created_at.type), last_id)
+                key < sa.tuple_(sa.literal(created_at, generations.c.created_at.type), last_id)
+            )
+        if before:
+            created_at, first_id = _decode_cursor(before)
+            query = query.where(
+                key > sa.tuple_(sa.literal(created_at, generations.c.created_at.type), first_id)
+            ).order_by(generations.c.created_at.asc(), generations.c.id.asc())
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
+            items = [_from_row(r) for r in reversed(rows[:limit])]
+            newer = len(rows) > limit
+            return Page(
+                items,
+                _encode_cursor(items[-1]) if items else None,
+                _encode_cursor(items[0]) if newer and items else None,
             )
         query = query.order_by(generations.c.created_at.desc(), generations.c.id.desc())
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
         items = [_from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
-        return Page(items, _encode_cursor(items[-1]) if more and items else None)
+        return Page(
+            items,
+            _encode_cursor(items[-1]) if more and items else None,
+            _encode_cursor(items[0]) if cursor and items else None,
+        )
 
     async def renders(self, shape: str, *, limit: int = predict.WINDOW) -> list[predict.Run]:
         """The newest finished renders of one shape (newest first), for the predictor."""
