@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from reelwatch import serving, settings, simulator
@@ -162,10 +164,14 @@ async def test_list_moves_live_and_toasts_on_completion(site: Site, page: Page) 
             seen.add(int(await bar.get_attribute("aria-valuenow") or 0))
             await asyncio.sleep(0.2)
     assert max(seen) > 0 and len(seen) >= 3  # it moved through several values
-    toast = page.locator(".toast", has_text="Finished").first
+    toast = page.locator(".toast", has_text="Ready: “").first
     await expect(toast).to_be_visible(timeout=20000)
+    named = await toast.inner_text()
+    assert any(name in named for name in ("A paper boat", "A red fox"))
     assert await page.evaluate("window.__sameDocument") is True  # no reload happened
-    await expect(page.locator(".toast.failed").first).to_be_visible(timeout=20000)
+    failed = page.locator(".toast.failed").first
+    await expect(failed).to_be_visible(timeout=20000)
+    await expect(failed).to_contain_text("“[sim:fail=moderation_blocked] refused”")
     await page.screenshot(path=shot("list.png"), full_page=True)
     link = toast.locator("a")
     assert (await link.get_attribute("href") or "").startswith("/generations/")
@@ -190,7 +196,7 @@ async def test_providers_side_by_side_with_their_own_step_words(site_all: Site, 
         await expect(other).to_contain_text(g["provider"])
         await expect(other.locator(".badge")).to_have_text("Ready", timeout=15000)
     await page.screenshot(path=shot("providers.png"), full_page=True)
-    await page.select_option("select[name=provider]", "fal")
+    await page.select_option("form.filters select[name=provider]", "fal")
     await page.get_by_role("button", name="Filter").click()
     await expect(page.locator("tr[data-generation]")).to_have_count(1)
     await expect(page.locator(f'tr[data-generation="{waiting["id"]}"]')).to_be_visible()
@@ -273,6 +279,9 @@ async def test_bulk_retry_previews_count_and_cost(site: Site, page: Page) -> Non
     await page.goto(site.origin + "/admin/bulk?action=retry&status=failed&code=moderation_blocked")
     await expect(page.locator("h1")).to_have_text("Retry 3 generation(s)?")
     await expect(page.locator(".cost")).to_contain_text("$1.20")
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "3 of these were refused for their content"
+    )
     assert all([(await site.get(gid))["status"] == "failed" for gid in ids])  # preview only
     await page.get_by_role("button", name="Retry 3 for $1.20").click()
     await expect(page.locator(".notice")).to_contain_text("Resubmitted 3")
@@ -336,3 +345,195 @@ async def test_the_api_docs_work_offline(site: Site, page: Page) -> None:
     assert await page.locator(".opblock").count() >= 5
     await expect(page.get_by_text("/api/generations").first).to_be_visible()
     assert elsewhere == []
+
+
+async def test_status_counts_filter_and_rows_show_times_and_thumbnails(
+    site: Site, page: Page
+) -> None:
+    """Counts per status head the list and filter it; a stored video's row shows its
+    thumbnail; created and finished times are relative, exact on hover."""
+    done = await site.create("A lighthouse at dusk [sim:queue=0,render=1]")
+    await site.create("Still going [sim:queue=0,render=600]")
+    await site.wait_for(done["id"], "completed")
+    await page.goto(site.origin + "/")
+    counts = page.get_by_role("navigation", name="Generations by status")
+    await expect(counts.get_by_role("link", name="all 2")).to_be_visible()
+    await counts.get_by_role("link", name="completed 1").click()
+    await expect(page).to_have_url(re.compile(r"status=completed"))
+    await expect(page.locator("tr.row")).to_have_count(1)
+    row = page.locator(f'tr[data-generation="{done["id"]}"]')
+    thumb = row.locator("img.thumb")
+    await expect(thumb).to_be_visible()
+    assert await thumb.evaluate("img => img.complete && img.naturalWidth > 0")
+    created = row.locator("td.created time").first
+    assert (await created.inner_text()).endswith(" ago")
+    assert (await created.get_attribute("title") or "").endswith(" UTC")
+    await expect(row.locator("td.created")).to_contain_text("finished")
+    await expect(row.locator("td.state")).not_to_contain_text("Ready Ready")
+    await expect(page.get_by_role("link", name="completed 1")).to_have_attribute(
+        "aria-current", "page"
+    )
+
+
+PAGES_TO_FIT = ("/", "/generations/{id}", "/admin", "/charts", "/gallery", "/new", "/no/such/page")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_every_page_fits_a_phone_and_a_desktop_with_a_long_unbroken_prompt(
+    site: Site, browser: Browser, scheme: Literal["light", "dark"]
+) -> None:
+    """At 360 px and 1280 px, light and dark: no page scrolls sideways, even with a prompt of
+    2,000 characters and no space; the dark theme follows the system."""
+    g = await site.create("x" * 2000 + " [sim:queue=0,render=1]")
+    await site.wait_for(g["id"], "completed")
+    for width, height, label in ((360, 800, "phone"), (1280, 900, "desktop")):
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=scheme
+        )
+        view = await context.new_page()
+        for path in PAGES_TO_FIT:
+            await view.goto(site.origin + path.format(id=g["id"]))
+            overflow = await view.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} at {width} px ({scheme}) scrolls by {overflow} px"
+        background = await view.evaluate(
+            "getComputedStyle(document.documentElement).backgroundColor"
+        )
+        channels = [int(c) for c in re.findall(r"\d+", background)[:3]]
+        assert (sum(channels) < 150) == (scheme == "dark"), background
+        await view.goto(site.origin + "/")
+        await view.screenshot(path=shot(f"list-{label}-{scheme}.png"), full_page=True)
+        await view.goto(f"{site.origin}/generations/{g['id']}")
+        await view.screenshot(path=shot(f"generation-{label}-{scheme}.png"), full_page=True)
+        await context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_pages_have_no_serious_accessibility_violations(
+    site: Site, browser: Browser, scheme: Literal["light", "dark"]
+) -> None:
+    """axe-core in the test browser: no serious or critical violation on any page."""
+    done = await site.create("An otter [sim:queue=0,render=1]")
+    await site.create("[sim:fail=moderation_blocked] refused")
+    await site.create("Still going [sim:queue=0,render=600]")
+    await site.wait_for(done["id"], "completed")
+    axe = Axe()
+    for width in (1280, 390):
+        context = await browser.new_context(
+            viewport={"width": width, "height": 900}, color_scheme=scheme
+        )
+        view = await context.new_page()
+        bulk = "/admin/bulk?action=retry&status=failed"
+        for path in (*PAGES_TO_FIT, "/generations/{id}/retry", bulk):
+            await view.goto(site.origin + path.format(id=done["id"]))
+            results = await axe.run(view)
+            serious = [
+                f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}: "
+                f"{v['nodes'][0].get('failureSummary')}"
+                for v in results.response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            assert serious == [], f"{path} at {width} px ({scheme}): {serious}"
+        await context.close()
+
+
+async def test_ticked_rows_are_previewed_priced_and_acted_on(site: Site, page: Page) -> None:
+    """Rows ticked on the list go to a preview of exactly those rows; a retry leaves out what
+    it cannot retry, says so, and warns about prompts refused for their content."""
+    busy = [(await site.create(f"Busy {i} [sim:queue=0,render=600]"))["id"] for i in range(2)]
+    refused = await site.create("[sim:fail=moderation_blocked,queue=0,render=0.3] no")
+    await site.wait_for(refused["id"], "failed")
+    await page.goto(site.origin + "/")
+    for gid in busy:
+        await page.locator(f'tr[data-generation="{gid}"] input[name=ids]').check()
+    await page.get_by_label("With the ticked rows").select_option("cancel")
+    await page.get_by_role("button", name="Preview…").click()
+    await expect(page.locator("h1")).to_have_text("Cancel 2 generation(s)?")
+    await page.get_by_role("button", name="Cancel 2").click()
+    await expect(page.locator(".notice")).to_contain_text("Cancelled 2")
+    assert page.url.startswith(site.origin + "/?")
+    assert [(await site.get(gid))["status"] for gid in busy] == ["cancelled", "cancelled"]
+    await page.locator(f'tr[data-generation="{refused["id"]}"] input[name=ids]').check()
+    await page.locator(f'tr[data-generation="{busy[0]}"] input[name=ids]').check()
+    await page.get_by_label("With the ticked rows").select_option("retry")
+    await page.get_by_role("button", name="Preview…").click()
+    await expect(page.locator("h1")).to_have_text("Retry 1 generation(s)?")
+    await expect(page.locator(".hint")).to_contain_text("1 ticked generation(s) left out")
+    await expect(page.get_by_role("alert")).to_contain_text("refused for their content")
+
+
+async def test_a_bulk_retry_of_another_status_is_refused_not_replaced(
+    site: Site, page: Page
+) -> None:
+    """Retry with status pending used to act on failed generations silently; it is a 400."""
+    await page.goto(site.origin + "/admin/bulk?action=retry&status=pending")
+    await expect(page.locator("h1")).to_have_text("Bad request")
+    await expect(page.locator("main")).to_contain_text(
+        "retry resubmits failed generations only, not pending"
+    )
+
+
+async def test_new_generation_form_prices_follows_and_closes_with_a_toast(
+    site: Site, page: Page
+) -> None:
+    """From the list: the form shows the estimated cost as you type (and what is wrong), then
+    follows the generation live and closes itself with a toast naming it when it is ready."""
+    await page.goto(site.origin + "/")
+    await page.get_by_role("link", name="New generation").click()
+    dialog = page.get_by_role("dialog", name="New generation")
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_label("Prompt").fill("A kite over dunes [sim:queue=0,render=3]")
+    cost = dialog.locator("output[name=cost]")
+    await expect(cost).to_have_text("$0.40")
+    await dialog.get_by_label("Seconds").fill("5")
+    await expect(dialog.locator(".estimate-error")).to_contain_text("seconds: 5 is not one of")
+    await dialog.get_by_label("Seconds").fill("8")
+    await expect(cost).to_have_text("$0.80")
+    await expect(dialog.locator(".estimate-error")).to_have_text("")
+    await dialog.get_by_role("button", name="Generate").click()
+    bar = dialog.locator(".follow [role=progressbar]")
+    await expect(bar).to_be_visible()
+    await expect(dialog.locator(".follow-step")).not_to_be_empty()
+    await expect(dialog).to_be_hidden(timeout=30_000)
+    await expect(page.locator(".toast", has_text="Ready: “A kite over dunes")).to_be_visible()
+
+
+async def test_the_new_generation_page_works_without_its_script(
+    site: Site, browser: Browser
+) -> None:
+    """With JavaScript off, the form posts and lands on the new generation's page."""
+    context = await browser.new_context(java_script_enabled=False)
+    view = await context.new_page()
+    await view.goto(site.origin + "/new")
+    await view.get_by_label("Prompt").fill("No script needed")
+    await view.get_by_role("button", name="Generate").click()
+    await expect(view.locator("h1")).to_contain_text("Generation")
+    await expect(view.locator(".notice")).to_contain_text("Submitted gen_")
+    await context.close()
+
+
+async def test_search_by_id_paging_both_ways_and_the_gallery(site: Site, page: Page) -> None:
+    """Search finds a generation by our id and by the provider's; the list pages back and
+    forth; the gallery shows the stored videos' thumbnails."""
+    made = [await site.create(f"Scene {i:02d} [sim:queue=0,render=600]") for i in range(27)]
+    stored = await site.create("A stored one [sim:queue=0,render=1]")
+    await site.wait_for(stored["id"], "completed")
+    target = made[3]
+    for needle in (target["id"], target["video_id"]):
+        await page.goto(site.origin + "/")
+        await page.get_by_label("Search").fill(needle)
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator("tr.row")).to_have_count(1)
+        await expect(page.locator(f'tr[data-generation="{target["id"]}"]')).to_be_visible()
+    await page.goto(site.origin + "/")
+    first = await page.locator("tr.row").first.get_attribute("data-generation")
+    await page.get_by_role("link", name="Older generations").click()
+    await expect(page.locator("tr.row")).to_have_count(3)  # 28 in all, 25 a page
+    await page.get_by_role("link", name="Newer generations").click()
+    await expect(page.locator("tr.row")).to_have_count(25)
+    assert await page.locator("tr.row").first.get_attribute("data-generation") == first
+    await page.goto(site.origin + "/gallery")
+    tile = page.locator(f'.gallery a[href="/generations/{stored["id"]}"]')
+    await expect(tile).to_contain_text("A stored one")
+    assert await tile.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")

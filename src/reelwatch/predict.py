@@ -406,6 +406,7 @@ class Estimate:
     text: str | None
     source: str  # "progress", "history", "queue", "rate" or "none"
     overdue: bool = False
+    low_seconds: float | None = None  # the earliest it plausibly is (10th percentile)
 
 
 def clock(seconds: float) -> str:
@@ -436,7 +437,7 @@ def estimate(g: Generation, now: datetime, history: History | None) -> Estimate:
             text += f", at most {clock(latest)}"
         if outlook.source == "history" and usually:
             text += f" ({usually} for this model)"
-        return Estimate(likely, latest, text, outlook.source)
+        return Estimate(likely, latest, text, outlook.source, low_seconds=remaining.quantile(0.1))
     if g.status is Status.QUEUED and usually:
         return Estimate(None, None, f"queued; rendering {usually} for this model", "queue")
     if eta is not None and eta <= 0:

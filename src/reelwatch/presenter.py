@@ -6,7 +6,8 @@ the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,15 @@ def to_json(
         "eta_high_seconds": None if high is None else round(high, 1),
         "eta_text": None if guess is None else guess.text,
         "eta_source": None if guess is None else guess.source,
+        "overdue": bool(guess and guess.overdue),
+        "eta": None
+        if guess is None or guess.source == "none"
+        else {
+            "seconds": None if eta is None else round(eta, 1),
+            "low": None if guess.low_seconds is None else round(guess.low_seconds, 1),
+            "high": None if high is None else round(high, 1),
+            "source": guess.source,
+        },
         "model": g.model,
         "seconds": g.seconds,
         "size": g.size,
@@ -106,6 +116,216 @@ def timeline(events: Sequence[Event], g: Generation) -> list[dict[str, Any]]:
 
 def _quiet(polls: int, first: str | None, last: str | None) -> dict[str, Any]:
     return {"kind": "quiet", "polls": polls, "from": first, "to": last}
+
+
+# Error codes of a prompt the provider refused for its content (every adapter's words): a
+# retry most likely meets the same refusal, and may be charged.
+CONTENT_REFUSALS = frozenset(
+    {"moderation_blocked", "moderation", "content_policy_violation", "nsfw", "safety"}
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trouble:
+    """An error code explained: what happened, and what to do next."""
+
+    title: str
+    what: str
+    next: str
+
+
+# Every error code a user can meet, in plain words (docs/troubleshooting.md says the same; a
+# test checks the two agree). Codes a provider makes up are explained by `troubleshoot`'s
+# fallback with the provider's own message.
+TROUBLES = {
+    "moderation_blocked": Trouble(
+        "Refused for its content",
+        "The provider's safety system refused the prompt or the reference image.",
+        "Reword the prompt (or change the image) and submit it as a new generation; retrying"
+        " the same prompt is most likely refused again, and some providers charge for it.",
+    ),
+    "timeout": Trouble(
+        "Timed out",
+        "The generation did not finish within REELWATCH_TIMEOUT_MINUTES; reelwatch stopped"
+        " waiting (the provider may still finish it).",
+        "Look at the timeline: if progress stood still, the provider is struggling; retry"
+        " later, or raise REELWATCH_TIMEOUT_MINUTES for long renders.",
+    ),
+    "not_found": Trouble(
+        "Gone at the provider",
+        "The provider answered 404: it no longer knows this job (deleted, expired, or made"
+        " with another account or endpoint).",
+        "Check the provider's key and base URL are the ones it was submitted with; otherwise"
+        " submit it again (retry).",
+    ),
+    "asset_expired": Trouble(
+        "The file expired before it was stored",
+        "The provider keeps a finished video only for a while (minutes to days), and it was"
+        " gone before reelwatch could download it (a worker was down, or the disk was full).",
+        "Retry to render it again (paid). Keep a worker running so files are fetched as soon"
+        " as they are ready.",
+    ),
+    "create_unknown": Trouble(
+        "Not known whether the provider took it",
+        "The create was sent but its answer was lost, and this provider has no list to check:"
+        " resubmitting could pay twice, so reelwatch did not.",
+        "Look in the provider's own dashboard for a job with this prompt. If there is one,"
+        " track it (`reelwatch track ID`); if not, retry.",
+    ),
+    "rate_limited": Trouble(
+        "Rate-limited",
+        "The provider answered 429 (too many requests); reelwatch waits as long as it asks"
+        " and tries again, nothing is lost.",
+        "Nothing, unless it lasts: then lower REELWATCH_REQUESTS_PER_MINUTE or"
+        " REELWATCH_CONCURRENCY, or ask the provider for a higher limit.",
+    ),
+    "provider_unavailable": Trouble(
+        "The provider is not answering",
+        "Connection refused, unknown host, TLS failure, timeouts or 5xx answers: the request"
+        " did not get through; reelwatch keeps trying with backoff.",
+        "Check the base URL and that the machine can reach it (proxy, DNS, firewall); the"
+        " provider's status page says whether it is down.",
+    ),
+    "invalid_api_key": Trouble(
+        "Bad credentials",
+        "The provider refused the API key (401).",
+        "Set the provider's key (see `reelwatch providers` for the variable), restart the"
+        " worker, then retry.",
+    ),
+    "disk_full": Trouble(
+        "The disk is full",
+        "There was no space left to store the file; nothing half-written was kept, and the"
+        " download is tried again.",
+        "Free space in REELWATCH_DATA_DIR (or the storage bucket) before the provider's copy"
+        " expires.",
+    ),
+    "download_failed": Trouble(
+        "The download keeps failing",
+        "The file could not be fetched whole (connection broken, truncated, checksum or size"
+        " mismatch); reelwatch tries again.",
+        "Nothing at first; if it lasts, check the network to the provider's file host.",
+    ),
+    "unknown_status": Trouble(
+        "The provider said something new",
+        "The provider reported a status word reelwatch does not know, so it is shown to you"
+        " rather than guessed at; the job keeps being checked (with backoff).",
+        "Look at the word in the timeline; if the provider has a new state, tell the"
+        " reelwatch maintainers. Cancel it if it will never finish.",
+    ),
+    "cancelled": Trouble(
+        "Cancelled",
+        "The job was cancelled (by someone here, or at the provider).",
+        "Retry to submit it again if you still want it.",
+    ),
+    "deadline": Trouble(
+        "The provider's deadline passed",
+        "The job waited past the deadline set for it at the provider before it started.",
+        "Retry when the provider is less busy, or with a longer deadline.",
+    ),
+    "no_output": Trouble(
+        "Finished without a video",
+        "The provider said the job succeeded but gave no video file.",
+        "Retry; if it happens again with this model, report it to the provider.",
+    ),
+}
+TROUBLES["moderation"] = TROUBLES["content_policy_violation"] = TROUBLES["moderation_blocked"]
+TROUBLES["nsfw"] = TROUBLES["safety"] = TROUBLES["moderation_blocked"]
+TROUBLES["http_401"] = TROUBLES["http_403"] = TROUBLES["invalid_api_key"]
+
+
+def troubleshoot(code: str, message: str = "") -> Trouble:
+    """The explanation of an error code; a code only the provider knows keeps its words."""
+    known = TROUBLES.get(code)
+    if known is not None:
+        return known
+    return Trouble(
+        f"The provider reported {code.replace('_', ' ')}",
+        message or "The provider failed the job without saying more.",
+        "Read the provider's message above; retry if it looks temporary.",
+    )
+
+
+# What each event says, in words (the stored kind stays the machine's name).
+EVENT_WORDS = {
+    "created": "Created",
+    "tracked": "Tracking a job made elsewhere",
+    "submitted": "Sent to the provider",
+    "reconciled": "Looked for a lost create",
+    "submit_ambiguous": "The create got no answer",
+    "status": "Status changed",
+    "progress": "Progress",
+    "poll": "Checked, no change",
+    "unknown_status": "The provider said something new",
+    "rate_limited": "Rate-limited by the provider",
+    "retry_scheduled": "A call failed; trying again",
+    "waiting": "Waiting",
+    "webhook": "Told by a webhook",
+    "ignored": "Webhook ignored",
+    "quarantined": "Set aside for a person",
+    "failed": "Failed",
+    "completed": "Stored",
+    "download_failed": "Download failed",
+    "download_progress": "Downloading",
+    "cancelled": "Cancelled",
+    "reset": "Reset",
+    "retry": "Retried (paid again)",
+}
+# Detail keys in words; a key not here is shown with its underscores as spaces.
+DETAIL_WORDS = {
+    "latency_ms": "answered in",
+    "delay_s": "next try in",
+    "remote_status": "provider said",
+    "estimated_cost_usd": "estimated cost",
+    "detection_lag_s": "found after",
+    "duration_ms": "took",
+    "video_id": "provider id",
+    "from": "from",
+    "to": "to",
+}
+
+
+def event_words(kind: str) -> str:
+    return EVENT_WORDS.get(kind, kind.replace("_", " ").capitalize())
+
+
+def detail_words(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An event's details as (label, text) pairs people read: no Python reprs, durations with
+    units, money with a currency, lists and mappings spelled out."""
+    pairs = []
+    for key, value in data.items():
+        if value is None or key in QUIET_KEYS:
+            continue
+        pairs.append((DETAIL_WORDS.get(key, key.replace("_", " ")), _value_words(key, value)))
+    return pairs
+
+
+def _value_words(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key.endswith("_usd") and isinstance(value, int | float):
+        return f"${value:,.2f}"
+    if key.endswith("_ms") and isinstance(value, int | float):
+        return f"{value / 1000:.1f} s" if value >= 1000 else f"{round(value)} ms"
+    if key.endswith("_s") and isinstance(value, int | float):
+        return f"{value:.1f} s" if value < 120 else predict.clock(value)
+    if key == "bytes" and isinstance(value, int):
+        return _bytes(value)
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    if isinstance(value, list | tuple):
+        return ", ".join(_value_words("", item) for item in value) or "none"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_value_words(str(k), v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} bytes"
 
 
 def quiet_words(entry: dict[str, Any]) -> str:

@@ -656,6 +656,8 @@ def test_dashboard_csrf_and_access_control(
             "form",
             {"action": "retry", "status": "failed", "ids": failed, "confirm": "yes"},
         ),
+        Action("POST", "/new", "/new", "form", {"prompt": "forged"}),
+        Action("POST", "/api/estimate", "/api/estimate", "api", {"prompt": "forged"}),
         Action("POST", "/login", "/login", "form", {"token": API_TOKEN, "next": "/"}),
         Action("POST", "/logout", "/logout", "form"),
         Action("POST", "/api/webhooks/{provider}", "/api/webhooks/openai", "webhook"),

@@ -52,6 +52,7 @@ class ActionBody(BaseModel):
 class Page(BaseModel):
     data: list[dict[str, Any]]
     next_cursor: str | None
+    prev_cursor: str | None = None
 
 
 def svc(request: Request) -> service.Service:
@@ -99,12 +100,7 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
         raise ApiError(
             415, "unsupported_media_type", "send application/json or multipart/form-data"
         )
-    try:
-        parsed = CreateBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}") from None
+    parsed = await _create_body(request)
     if parsed.video_id is not None:
         if parsed.prompt is not None:
             raise ApiError(422, "invalid_request", "video_id: give either video_id or prompt")
@@ -115,6 +111,34 @@ async def create(request: Request, svc: Svc) -> dict[str, Any]:
         )
         g = await svc.submit(request_, actor=actor(request))
     return svc.view(g)
+
+
+async def _create_body(request: Request) -> CreateBody:
+    try:
+        return CreateBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}") from None
+
+
+@router.post("/estimate")
+async def estimate(request: Request, svc: Svc) -> dict[str, Any]:
+    """What a create with this body would send and cost, checked as a create checks it but
+    neither stored nor sent (the dashboard's "New generation" form shows it as you type)."""
+    parsed = await _create_body(request)
+    name = parsed.provider or svc.default_provider
+    catalogue = svc.catalogue(name)
+    model = parsed.model or catalogue.default_model
+    inputs = catalogue.validate(model, parsed.merged_params())
+    prices = svc.settings.prices.get(name, {})
+    return {
+        "provider": name,
+        "model": model,
+        "params": dict(inputs.params),
+        "estimated_cost_usd": catalogue.estimate_cost(model, inputs.params, prices),
+        "configured": name in svc.engines,
+    }
 
 
 async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
@@ -167,9 +191,11 @@ async def list_generations(
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    before: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page:
-    """Newest first; filter by status (repeatable), provider, model and text; `cursor`
-    continues."""
+    """Newest first; filter by status (repeatable), provider, model and text (the prompt, or
+    exactly our id or the provider's); `cursor` continues with older ones, `before` goes back
+    to newer ones (`prev_cursor`)."""
     page = await svc.page(
         statuses=status or (),
         model=model,
@@ -177,8 +203,13 @@ async def list_generations(
         text=q,
         limit=limit,
         cursor=cursor,
+        before=before,
     )
-    return Page(data=[svc.view(g) for g in page.items], next_cursor=page.next_cursor)
+    return Page(
+        data=[svc.view(g) for g in page.items],
+        next_cursor=page.next_cursor,
+        prev_cursor=page.prev_cursor,
+    )
 
 
 @router.get("/providers")

@@ -7,7 +7,7 @@ the page was just loaded or an event arrived. GET never changes anything.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -26,6 +26,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
+GALLERY_SIZE = 48
 BULK_LIMIT = 500
 STATE_WORDS = {
     "working": "Working",
@@ -53,8 +54,32 @@ def seconds_text(value: float | None) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}:{seconds:02d}"
 
 
+def ago(value: str | datetime | None, now: datetime) -> str:
+    """`3 min ago`, `2 h ago`, `4 d ago` (the exact time goes in the element's title)."""
+    if value is None:
+        return "--"
+    at = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    seconds = max(0.0, (now - at).total_seconds())
+    for limit, unit, size in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def exact(value: str | None) -> str:
+    """An ISO time as people read it, in UTC."""
+    return "" if value is None else value.replace("T", " ")[:19] + " UTC"
+
+
 templates.env.filters["duration"] = seconds_text
+templates.env.filters["exact"] = exact
+templates.env.globals["ago"] = ago
 templates.env.globals["STATE_WORDS"] = STATE_WORDS
+templates.env.globals["event_words"] = presenter.event_words
+templates.env.globals["detail_words"] = presenter.detail_words
+templates.env.globals["quiet_words"] = presenter.quiet_words
+templates.env.globals["CONTENT_REFUSALS"] = presenter.CONTENT_REFUSALS
+templates.env.globals["troubleshoot"] = presenter.troubleshoot
 templates.env.globals["event_kinds"] = {kind.name: kind.value for kind in EventKind}
 
 
@@ -97,6 +122,8 @@ def _actor(request: Request) -> str:
 
 def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
     context.setdefault("csrf", access.csrf_token(request))
+    running = getattr(request.app.state, "service", None)
+    context.setdefault("now", running.clock.now() if running else datetime.now(UTC))
     context.setdefault("notice", request.query_params.get("notice"))
     # "Sign out" only for a session that signed in (not on the sign-in page itself).
     context.setdefault(
@@ -151,6 +178,7 @@ async def index(
     model: str = "",
     q: str = "",
     cursor: str | None = None,
+    before: str | None = None,
 ) -> Response:
     svc = _svc(request)
     statuses = [Status(status)] if status in {s.value for s in Status} else []
@@ -161,19 +189,45 @@ async def index(
         text=q or None,
         limit=PAGE_SIZE,
         cursor=cursor,
+        before=before,
     )
     filters = {"status": status, "provider": provider, "model": model, "q": q}
-    next_link = None
+    kept = {k: v for k, v in filters.items() if v}
+    next_link = prev_link = None
     if page.next_cursor:
-        next_link = "/?" + urlencode({**filters, "cursor": page.next_cursor})
+        next_link = "/?" + urlencode({**kept, "cursor": page.next_cursor})
+    if page.prev_cursor:
+        prev_link = "/?" + urlencode({**kept, "before": page.prev_cursor})
+    elif cursor:
+        prev_link = "/?" + urlencode(kept)  # an empty older page: back to the newest
+    counts = await svc.counts()
     return _render(
         request,
         "list.html",
+        choices=_new_form(svc),
+        counts=[(s.value, counts.get(s, 0)) for s in Status],
+        total=sum(counts.values()),
         rows=[_row(svc, g) for g in page.items],
         filters=filters,
         statuses=[s.value for s in Status],
         models=svc.models(),
         providers=svc.provider_names(),
+        next_link=next_link,
+        prev_link=prev_link,
+        first_page=cursor is None and page.prev_cursor is None,
+    )
+
+
+@pages.get("/gallery", response_class=HTMLResponse)
+async def gallery(request: Request, cursor: str | None = None) -> Response:
+    """The stored videos as a wall of thumbnails, newest first."""
+    svc = _svc(request)
+    page = await svc.page(statuses=[Status.COMPLETED], limit=GALLERY_SIZE, cursor=cursor)
+    next_link = "/gallery?" + urlencode({"cursor": page.next_cursor}) if page.next_cursor else None
+    return _render(
+        request,
+        "gallery.html",
+        items=[_row(svc, g) for g in page.items],
         next_link=next_link,
         first_page=cursor is None,
     )
@@ -206,7 +260,6 @@ async def _detail(request: Request, generation_id: str, template: str) -> Respon
         g=g,
         row=_row(svc, g),
         events=presenter.timeline(events, g),
-        quiet_words=presenter.quiet_words,
         variants=[v.value for v in g.assets],
     )
 
@@ -240,9 +293,15 @@ async def charts_page(request: Request) -> Response:
         request,
         "charts.html",
         hourly=charts.hourly_svg(attention.per_hour(recent, now)),
-        queue=charts.histogram_svg(attention.histogram(spans["queue"]), "queue time (s)"),
-        render=charts.histogram_svg(attention.histogram(spans["render"]), "render time (s)"),
-        lag=charts.histogram_svg(attention.histogram(spans["lag"]), "detection lag (s)"),
+        queue=charts.histogram_svg(
+            attention.histogram(spans["queue"]), "queue time (s)", spans["queue"]
+        ),
+        render=charts.histogram_svg(
+            attention.histogram(spans["render"]), "render time (s)", spans["render"]
+        ),
+        lag=charts.histogram_svg(
+            attention.histogram(spans["lag"]), "detection lag (s)", spans["lag"]
+        ),
         counts={k: len(v) for k, v in spans.items()},
         total=len(recent),
     )
@@ -256,6 +315,51 @@ async def _form(request: Request) -> dict[str, str]:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
     access.check_csrf(request, fields.get("csrf"))
     return fields
+
+
+def _new_form(svc: service.Service) -> list[dict[str, Any]]:
+    """The configured providers, their models and the inputs people usually set."""
+    return [
+        {
+            "name": item["name"],
+            "default": item["default"],
+            "models": item["models"],
+            "default_model": item["default_model"],
+        }
+        for item in svc.describe_providers()
+        if item["configured"]
+    ]
+
+
+@pages.get("/new", response_class=HTMLResponse)
+async def new_page(request: Request) -> Response:
+    svc = _svc(request)
+    return _render(request, "new.html", choices=_new_form(svc))
+
+
+@pages.post("/new")
+async def new_submit(request: Request) -> Response:
+    """The form without its script: create, then show the generation's page."""
+    fields = await _form(request)
+    params: dict[str, Any] = {}
+    for key in ("seconds", "size"):
+        value = fields.get(key, "").strip()
+        if value:
+            params[key] = int(value) if key == "seconds" and value.isdigit() else value
+    for line in fields.get("params", "").splitlines():
+        key, sep, value = line.partition("=")
+        if line.strip():
+            if not sep or not key.strip():
+                raise exceptions.InvalidInput(f"params: {line.strip()!r} is not KEY=VALUE")
+            params[key.strip()] = value.strip()
+    submit = service.SubmitRequest(
+        fields.get("prompt", ""),
+        fields.get("provider") or None,
+        fields.get("model") or None,
+        params,
+    )
+    g = await _svc(request).submit(submit, actor=_actor(request))
+    return RedirectResponse(f"/generations/{g.id}?notice={quote('Submitted ' + g.id)}", 303)
 
 
 @pages.post("/generations/{generation_id}/reset")
@@ -290,23 +394,45 @@ async def retry(request: Request, generation_id: str) -> Response:
 
 
 def _bulk_filter(params: dict[str, str]) -> dict[str, Any]:
+    """What a bulk action acts on: the rows ticked (`ids`), or a status with an optional error
+    code and model. Retry resubmits failed generations only: any other status is refused,
+    never silently replaced."""
     action = params.get("action", "")
     if action not in ("retry", "cancel"):
         raise exceptions.InvalidInput("action: choose retry or cancel")
+    ids = [i.strip() for i in params.get("ids", "").split(",") if i.strip()][:BULK_LIMIT]
     status = params.get("status", "")
     if action == "retry":
+        if status not in ("", "failed"):
+            raise exceptions.InvalidInput(
+                f"status: retry resubmits failed generations only, not {status}"
+            )
         status = "failed"
-    if status not in {s.value for s in Status}:
+    elif not ids and status not in {s.value for s in Status}:
         raise exceptions.InvalidInput("status: choose a status")
     return {
         "action": action,
         "status": status,
         "code": params.get("code") or "",
         "model": params.get("model") or "",
+        "ids": ",".join(ids),
     }
 
 
 async def _bulk_targets(svc: service.Service, chosen: dict[str, Any]) -> list[Generation]:
+    if chosen["ids"]:
+        found = []
+        for generation_id in chosen["ids"].split(","):
+            try:
+                g = await svc.get(generation_id)
+            except exceptions.NotFound:
+                continue
+            if chosen["status"] and g.status.value != chosen["status"]:
+                continue  # a ticked row that retry cannot act on
+            if chosen["action"] == "cancel" and not g.active:
+                continue
+            found.append(g)
+        return found
     page = await svc.page(
         statuses=[Status(chosen["status"])],
         error_code=chosen["code"] or None,
@@ -319,12 +445,24 @@ async def _bulk_targets(svc: service.Service, chosen: dict[str, Any]) -> list[Ge
 @pages.get("/admin/bulk", response_class=HTMLResponse)
 async def bulk_preview(request: Request) -> Response:
     svc = _svc(request)
-    chosen = _bulk_filter(dict(request.query_params))
+    params = dict(request.query_params)
+    params["ids"] = ",".join(request.query_params.getlist("ids"))  # one per ticked row
+    chosen = _bulk_filter(params)
     targets = await _bulk_targets(svc, chosen)
     costs = [svc.cost(g) for g in targets]
     total = sum(c for c in costs if c is not None) if chosen["action"] == "retry" else None
+    refused = [g for g in targets if g.error and g.error.code in presenter.CONTENT_REFUSALS]
+    ticked = len(chosen["ids"].split(",")) if chosen["ids"] else 0
     return _render(
-        request, "bulk.html", chosen=chosen, targets=targets, total=total, limit=BULK_LIMIT
+        request,
+        "bulk.html",
+        chosen={k: v for k, v in chosen.items() if k != "ids"},
+        targets=targets,
+        total=total,
+        limit=BULK_LIMIT,
+        refused=refused,
+        skipped=max(0, ticked - len(targets)),
+        next=request.query_params.get("next"),
     )
 
 
@@ -336,12 +474,12 @@ async def bulk(request: Request) -> Response:
     svc = _svc(request)
     chosen = _bulk_filter(fields)
     # Only what the preview showed (and priced): the filter may match more by now.
-    previewed = [i for i in fields.get("ids", "").split(",") if i][:BULK_LIMIT]
+    previewed = [i for i in chosen["ids"].split(",") if i][:BULK_LIMIT]
     done = 0
     for generation_id in previewed:
         try:
             g = await svc.get(generation_id)
-            if g.status.value != chosen["status"]:
+            if chosen["status"] and g.status.value != chosen["status"]:
                 continue  # changed since the preview
             if chosen["action"] == "retry":
                 await svc.retry(g.id, actor=_actor(request))
@@ -351,7 +489,7 @@ async def bulk(request: Request) -> Response:
             continue  # changed since the preview
         done += 1
     verb = "Resubmitted" if chosen["action"] == "retry" else "Cancelled"
-    return _back("/admin", f"{verb} {done} generation(s)")
+    return _back(fields.get("next") or "/admin", f"{verb} {done} generation(s)")
 
 
 # --- login ------------------------------------------------------------------------------------
