@@ -37,6 +37,7 @@ from reelwatch.models import (
     Asset,
     Endpoint,
     ErrorInfo,
+    EventKind,
     Generation,
     NewEvent,
     RemoteStatus,
@@ -459,12 +460,25 @@ class StoreMachine(RuleBasedStateMachine):
             self.store.apply(claim, decision, now=self.now, release=release)
         )
         row = self.rows[gid]
-        row.generation = dataclasses.replace(decision.generation, updated_at=self.now)
+        before = claim.generation
+        written = dataclasses.replace(decision.generation, updated_at=self.now)
+        quiet = decision.event.kind == EventKind.POLL  # folded: counted on the row, no event
+        row.generation = dataclasses.replace(
+            written,
+            quiet_polls=before.quiet_polls + 1 if quiet else 0,
+            quiet_since=(before.quiet_since or self.now) if quiet else None,
+        )
         if release:
             row.lease = None
         assert new_claim.generation == row.generation
-        assert event.kind == decision.event.kind and event.status is row.generation.status
         self.held[owner][gid] = new_claim
+        if quiet:
+            assert event is None
+            return True
+        assert event is not None
+        assert event.kind == decision.event.kind and event.status is row.generation.status
+        if before.quiet_polls:
+            assert event.data["quiet_polls"] == before.quiet_polls
         self.expected.append(Expected(gid, decision.event.kind, row.generation.status))
         return True
 
