@@ -49,6 +49,14 @@ REFERENCE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Quote:
+    provider: str
+    model: str
+    inputs: base.Inputs
+    cost_usd: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReferenceImage:
     suffix: str  # from the content, not the file's name
     width: int
@@ -93,8 +101,9 @@ class SubmitRequest:
     input_reference: Path | None = None
 
 
-def check_request(request: SubmitRequest) -> None:
-    """Raise InvalidInput naming the first bad field of what every provider takes alike."""
+def check_request(request: SubmitRequest) -> ReferenceImage | None:
+    """Raise InvalidInput naming the first bad field of what every provider takes alike; the
+    reference image's header as read, if there is one."""
     if not request.prompt or not request.prompt.strip():
         raise exceptions.InvalidInput("prompt: must not be empty")
     if "\x00" in request.prompt:
@@ -103,8 +112,9 @@ def check_request(request: SubmitRequest) -> None:
         raise exceptions.InvalidInput(
             f"prompt: {len(request.prompt)} characters; at most {MAX_PROMPT} are allowed"
         )
-    if request.input_reference is not None:
-        reference_image(request.input_reference)
+    if request.input_reference is None:
+        return None
+    return reference_image(request.input_reference)
 
 
 def _check_frame(reference: ReferenceImage, size: str | None) -> None:
@@ -260,19 +270,15 @@ class Service:
 
     async def submit(self, request: SubmitRequest, *, actor: str = "cli") -> Generation:
         """Record a new generation, then submit it to the provider right away."""
-        check_request(request)
-        name = request.provider or self.default_provider
-        catalogue = providers.catalogue(name)
-        model = request.model or catalogue.default_model
-        inputs = catalogue.validate(model, request.params)
-        if request.input_reference is not None and not catalogue.capabilities.input_reference:
-            raise exceptions.InvalidInput(
-                f"input_reference: {name} takes no uploaded file; give an image URL as a param"
-                " (its model's input name, e.g. image)"
-            )
-        reference = None
-        if request.input_reference is not None:
-            reference = reference_image(request.input_reference)
+        reference = check_request(request)
+        quote = self.quote(request)
+        name, model, inputs = quote.provider, quote.model, quote.inputs
+        if reference is not None:
+            if not self.catalogue(name).capabilities.input_reference:
+                raise exceptions.InvalidInput(
+                    f"input_reference: {name} takes no uploaded file; give an image URL as a"
+                    " param (its model's input name, e.g. image)"
+                )
             _check_frame(reference, inputs.size)
         runner = self.require_engine(name)
         now = self.clock.now()
@@ -297,12 +303,11 @@ class Service:
                 generation.id, request.input_reference, reference.suffix
             )
             generation = dataclasses.replace(generation, input_reference=key)
-        prices = self.settings.prices.get(name, {})
         data = {
             "provider": name,
             "model": model,
             "params": dict(inputs.params),
-            "estimated_cost_usd": catalogue.estimate_cost(model, inputs.params, prices),
+            "estimated_cost_usd": quote.cost_usd,
         }
         claim = await self.store.create(
             generation,
@@ -312,6 +317,16 @@ class Service:
             lease_s=self.settings.lease_seconds,
         )
         return await runner.advance(claim)
+
+    def quote(self, request: SubmitRequest) -> Quote:
+        """The provider, model and inputs a create would send, checked, with the estimated
+        cost: what `submit` records, and what the dashboard's form shows as you type."""
+        name = request.provider or self.default_provider
+        catalogue = providers.catalogue(name)
+        model = request.model or catalogue.default_model
+        inputs = catalogue.validate(model, request.params)
+        prices = self.settings.prices.get(name, {})
+        return Quote(name, model, inputs, catalogue.estimate_cost(model, inputs.params, prices))
 
     async def _keep_reference(self, generation_id: str, path: Path, suffix: str) -> str:
         """Copy the reference image into storage, so a later retry can send it again."""

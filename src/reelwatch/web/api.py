@@ -127,17 +127,17 @@ async def estimate(request: Request, svc: Svc) -> dict[str, Any]:
     """What a create with this body would send and cost, checked as a create checks it but
     neither stored nor sent (the dashboard's "New generation" form shows it as you type)."""
     parsed = await _create_body(request)
-    name = parsed.provider or svc.default_provider
-    catalogue = svc.catalogue(name)
-    model = parsed.model or catalogue.default_model
-    inputs = catalogue.validate(model, parsed.merged_params())
-    prices = svc.settings.prices.get(name, {})
+    quote = svc.quote(
+        service.SubmitRequest(
+            parsed.prompt or "", parsed.provider, parsed.model, parsed.merged_params()
+        )
+    )
     return {
-        "provider": name,
-        "model": model,
-        "params": dict(inputs.params),
-        "estimated_cost_usd": catalogue.estimate_cost(model, inputs.params, prices),
-        "configured": name in svc.engines,
+        "provider": quote.provider,
+        "model": quote.model,
+        "params": dict(quote.inputs.params),
+        "estimated_cost_usd": quote.cost_usd,
+        "configured": quote.provider in svc.engines,
     }
 
 
