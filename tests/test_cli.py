@@ -173,6 +173,40 @@ def test_status_list_history_and_worker_once(env: dict[str, str]) -> None:
     assert [e["kind"] for e in history][:2] == ["created", "submitted"]
 
 
+def test_status_and_history_speak_in_words_and_explain_a_failure(env: dict[str, str]) -> None:
+    """`status` of a failed generation explains its error code and what to do (the same text
+    as the dashboard's); `history` uses the timeline's words, not the stored kinds or reprs;
+    `list` sorts and searches."""
+    blocked = json.loads(
+        rw(
+            env, "submit", "a forbidden [sim:queue=0,render=0.3,fail=moderation_blocked]", "--json"
+        ).stdout
+    )
+    other = json.loads(rw(env, "submit", "a calm lake", "--json").stdout)
+    time.sleep(1.0)
+    rw(env, "worker", "--once")
+    status = rw(env, "status", blocked["id"])
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith(f"{blocked['id']}  failed")
+    assert "  prompt: a forbidden [sim:queue=0,render=0.3,fail=moderation_blocked]" in lines
+    assert "  Refused for its content (moderation_blocked): " in status.stdout
+    assert "  What to do: Reword the prompt" in status.stdout
+    history = rw(env, "history", blocked["id"]).stdout
+    assert "Sent to the provider" in history and "Failed" in history
+    assert "latency_ms" not in history and "answered in" in history
+    as_json = json.loads(rw(env, "status", blocked["id"], "--json").stdout)
+    assert as_json["submissions"] == 1
+    newest = rw(env, "list").stdout.splitlines()
+    oldest = rw(env, "list", "--order", "oldest").stdout.splitlines()
+    assert [line.split()[0] for line in newest] == [other["id"], blocked["id"]]
+    assert [line.split()[0] for line in oldest] == [blocked["id"], other["id"]]
+    found = rw(env, "list", "--search", "calm").stdout.splitlines()
+    assert [line.split()[0] for line in found] == [other["id"]]
+    bad = rw(env, "list", "--order", "sideways")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "order: must be" in bad.stderr
+
+
 # Runs `reelwatch ARGS` in a fresh interpreter the way the console script does (`cli.main()`),
 # then writes which top-level packages that command imported to the file named last.
 _IMPORTS_PROBE = """

@@ -136,9 +136,11 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+@pytest.fixture(params=[(1280, 900), (390, 844)], ids=["desktop", "phone"])
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """Each browser test runs at a desktop's width and a phone's."""
+    width, height = request.param
+    context = await browser.new_context(viewport={"width": width, "height": height})
     opened = await context.new_page()
     yield opened
     await context.close()
@@ -513,9 +515,26 @@ async def test_the_new_generation_page_works_without_its_script(
     await context.close()
 
 
+async def test_charts_read_out_the_figures_under_the_pointer(site: Site, page: Page) -> None:
+    """The charts have axes and p50/p95 marks, and the bar under the pointer has its figures
+    read out beside the chart (not only in a tooltip)."""
+    made = [await site.create(f"Charted [sim:queue=0,render={s}]") for s in (1, 2.5)]
+    for g in made:
+        await site.wait_for(g["id"], "completed")
+    await page.goto(site.origin + "/charts")
+    render = page.locator("section", has=page.get_by_role("heading", name="Render time"))
+    await expect(render.locator("svg.chart .mark-p50")).to_have_count(1)
+    counted = page.locator("title", has_text=re.compile(r": [1-9]\d*$"))
+    await render.locator("svg.chart rect.fill-working", has=counted).first.hover()
+    await expect(render.locator(".readout")).to_have_text(re.compile(r"^[\d.]+-[\d.]+ s: \d+$"))
+    hourly = page.locator("section", has=page.get_by_role("heading", name="Generations per hour"))
+    await hourly.locator("svg.chart rect.bar-completed").first.hover()
+    await expect(hourly.locator(".readout")).to_have_text(re.compile(r"^\d\d:00 completed: \d+$"))
+
+
 async def test_search_by_id_paging_both_ways_and_the_gallery(site: Site, page: Page) -> None:
     """Search finds a generation by our id and by the provider's; the list pages back and
-    forth; the gallery shows the stored videos' thumbnails."""
+    forth, newest or oldest first; the gallery shows the stored videos' thumbnails."""
     made = [await site.create(f"Scene {i:02d} [sim:queue=0,render=600]") for i in range(27)]
     stored = await site.create("A stored one [sim:queue=0,render=1]")
     await site.wait_for(stored["id"], "completed")
@@ -533,6 +552,14 @@ async def test_search_by_id_paging_both_ways_and_the_gallery(site: Site, page: P
     await page.get_by_role("link", name="Newer generations").click()
     await expect(page.locator("tr.row")).to_have_count(25)
     assert await page.locator("tr.row").first.get_attribute("data-generation") == first
+    await page.get_by_label("Sort").select_option("oldest first")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("tr.row").first).to_have_attribute("data-generation", made[0]["id"])
+    await page.get_by_role("link", name="Newer generations").click()
+    await expect(page.locator("tr.row")).to_have_count(3)
+    assert await page.locator("tr.row").last.get_attribute("data-generation") == stored["id"]
+    await page.get_by_role("link", name="Older generations").click()
+    await expect(page.locator("tr.row").first).to_have_attribute("data-generation", made[0]["id"])
     await page.goto(site.origin + "/gallery")
     tile = page.locator(f'.gallery a[href="/generations/{stored["id"]}"]')
     await expect(tile).to_contain_text("A stored one")

@@ -770,20 +770,32 @@ async def test_page_cursor_walks_every_row_once_even_with_equal_created_at(store
     assert seen == expected
 
 
-async def test_page_walks_back_to_newer_pages_with_before(store: Store) -> None:
-    """From any page, `before=prev_cursor` gives the page just newer, in the same order, until
-    the newest (no prev_cursor): paging works in both directions."""
+@pytest.mark.parametrize("order", ["newest", "oldest", "changed"])
+async def test_page_walks_both_ways_in_every_order(store: Store, order: str) -> None:
+    """In each order, `cursor=next_cursor` walks every row once to the end, and from any page
+    `before=prev_cursor` gives the page just before it, in the same order, back to the first
+    (no prev_cursor)."""
     rows = [await add(store, created_at=at(i // 3)) for i in range(14)]  # ties broken by id
-    expected = [g.id for g in sorted(rows, key=lambda g: (g.created_at, g.id), reverse=True)]
-    pages = [await store.page(limit=4)]
+    # Three rows change later, so "changed" differs from "newest".
+    for minutes, g in enumerate(rows[1:4], start=1):
+        await store.act(g.id, lambda current: decision(current, "bumped"), now=at(60 * minutes))
+    rows = [await store.get(g.id) for g in rows]
+
+    def sort_key(g: Generation) -> tuple[datetime, str]:
+        return ((g.updated_at or g.created_at) if order == "changed" else g.created_at), g.id
+
+    expected = [g.id for g in sorted(rows, key=sort_key, reverse=order != "oldest")]
+    by_creation = sorted(rows, key=lambda g: (g.created_at, g.id), reverse=True)
+    assert (expected == [g.id for g in by_creation]) == (order == "newest")
+    pages = [await store.page(limit=4, order=order)]
     assert pages[0].prev_cursor is None
     while pages[-1].next_cursor:
-        pages.append(await store.page(limit=4, cursor=pages[-1].next_cursor))
+        pages.append(await store.page(limit=4, cursor=pages[-1].next_cursor, order=order))
     assert [g.id for p in pages for g in p.items] == expected
     back = pages[-1]
     walked = [g.id for g in back.items]
     while back.prev_cursor:
-        back = await store.page(limit=4, before=back.prev_cursor)
+        back = await store.page(limit=4, before=back.prev_cursor, order=order)
         walked = [g.id for g in back.items] + walked
     assert walked == expected
     assert back.items == pages[0].items and back.prev_cursor is None

@@ -151,12 +151,20 @@ def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None
     if as_json:
         emit_json(svc.view(g))
         return
+    from reelwatch import presenter
+
+    view = svc.view(g)
     say(f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.step}")
-    if g.video_id:
-        say(f"  video_id: {g.video_id}")
+    for line in presenter.summary_lines(view):
+        say(f"  {line}")
     for variant, asset in g.assets.items():
         path = svc.storage.path(asset.key)
         say(f"  {variant.value}: {path} ({asset.bytes} bytes)")
+    if g.error is not None:
+        trouble = presenter.troubleshoot(g.error.code, g.error.message)
+        say(f"  {trouble.title} ({g.error.code}): {g.error.message}")
+        say(f"  What happened: {trouble.what}")
+        say(f"  What to do: {trouble.next}")
 
 
 @app.command()
@@ -257,15 +265,24 @@ def list_(
     status: Annotated[
         list[Status] | None, typer.Option("--status", help="Only these statuses (repeatable).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    order: Annotated[
+        str, typer.Option(help="newest, oldest, or changed (most recently changed first).")
+    ] = "newest",
+    search: Annotated[
+        str | None, typer.Option("--search", "-q", help="Prompt text, our id or provider id.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List generations, newest first."""
     from reelwatch import presenter
 
     svc, page = with_service(
-        lambda svc: svc.page(statuses=status or (), limit=limit, cursor=cursor), read_only=True
+        lambda svc: svc.page(
+            statuses=status or (), limit=limit, cursor=cursor, order=order, text=search
+        ),
+        read_only=True,
     )
     now = svc.clock.now()
     if as_json:
@@ -273,7 +290,11 @@ def list_(
         emit_json({"data": items, "next_cursor": page.next_cursor})
         return
     for g in page.items:
-        say(f"{g.id}  {g.status.value:<11} {g.progress:>3}%  {g.model:<10} {g.step}")
+        created = presenter.iso(g.created_at) or ""
+        eta = presenter.to_json(g, now)["eta_text"] if g.active else None
+        step = f"{g.step} ({eta})" if eta else g.step
+        line = f"{g.id}  {created[:16].replace('T', ' ')}  {g.status.value:<11} {g.progress:>3}%"
+        say(f"{line}  {g.model:<10} {step}")
     if page.next_cursor:
         say(f"more: --cursor {page.next_cursor}")
 
@@ -298,10 +319,10 @@ def history(
             say(f"{first}  {presenter.quiet_words(e)}, until {last[11:]}")
             continue
         who = f" by {e['actor']}" if e["actor"] else ""
-        details = ", ".join(f"{k}={v}" for k, v in e["data"].items() if v is not None)
+        details = ", ".join(f"{k} {v}" for k, v in presenter.detail_words(e["data"]))
         when = str(e["at"])[:19].replace("T", " ")
         state = f"{e['status']:<11} {e['progress']:>3}%"
-        say(f"{when}  {e['kind']:<16} {state}{who}  {details}")
+        say(f"{when}  {presenter.event_words(e['kind']):<28} {state}{who}  {details}")
 
 
 @app.command()

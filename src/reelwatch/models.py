@@ -171,6 +171,9 @@ class Generation:
     # many, and the first of them (the last is `updated_at`). The next event carries them.
     quiet_polls: int = 0
     quiet_since: datetime | None = None
+    # Creates sent for it, retries included (each one is paid); `attempts` counts every
+    # request to the provider for the current run, status checks included.
+    submissions: int = 0
 
     @property
     def active(self) -> bool:

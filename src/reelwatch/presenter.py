@@ -62,6 +62,7 @@ def to_json(
         "expires_at": iso(g.expires_at),
         "error": None if g.error is None else {"code": g.error.code, "message": g.error.message},
         "attempts": g.attempts,
+        "submissions": g.submissions,
         "next_poll_at": iso(g.next_poll_at),
         "elapsed_seconds": round(max(0.0, (end - g.created_at).total_seconds()), 1),
         "suspected_stuck": stuck,
@@ -78,6 +79,40 @@ def to_json(
             for variant, asset in g.assets.items()
         },
     }
+
+
+def summary_lines(view: Mapping[str, Any]) -> list[str]:
+    """The lines `reelwatch status` prints under a generation's first line, from its `to_json`
+    view: what it is, where it is, when it should end, and anything a person should look at."""
+    prompt = " ".join(str(view["prompt"]).split())
+    lines = [f"prompt: {prompt if len(prompt) <= 70 else prompt[:69] + '…'}"]
+    shape = ", ".join(
+        str(part)
+        for part in (view["model"], view["seconds"] and f"{view['seconds']} s", view["size"])
+        if part
+    )
+    lines.append(f"provider: {view['provider']} ({shape})")
+    if view["video_id"]:
+        lines.append(f"video_id: {view['video_id']}")
+    lines.append(f"created: {_minute(view['created_at'])}")
+    if view["completed_at"]:
+        lines.append(f"finished: {_minute(view['completed_at'])}")
+    if view["eta_text"]:
+        lines.append(f"ETA: {view['eta_text']}")
+    sent = view.get("submissions", 0)
+    if sent > 1:
+        lines.append(f"sent to the provider {sent} times (each create is paid)")
+    if view["suspected_stuck"]:
+        lines.append("suspected stuck: no progress for longer than renders like it take")
+    if view["attention"]:
+        lines.append(f"needs a person: {view['attention']}")
+    if not view["served"] and view["status"] not in ("completed", "failed", "cancelled"):
+        lines.append("no worker here is configured for its provider and endpoint")
+    return lines
+
+
+def _minute(stamp: str) -> str:
+    return stamp[:16].replace("T", " ") + " UTC"
 
 
 def event_json(event: Event) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from reelwatch.providers import base
 from reelwatch.providers.base import Catalogue, Endpoint, Provider, Ref, WebhookVerifier
 from reelwatch.schedule import Policy
 from reelwatch.settings import Settings
-from reelwatch.store import Page, Store, database_error
+from reelwatch.store import ORDERS, Page, Store, database_error
 
 if TYPE_CHECKING:
     from reelwatch import metrics  # prometheus_client: imported by those that collect metrics
@@ -439,9 +439,13 @@ class Service:
         limit: int = 50,
         cursor: str | None = None,
         before: str | None = None,
+        order: str = "newest",
     ) -> Page:
         if not 1 <= limit <= 1000:
             raise exceptions.InvalidInput("limit: must be between 1 and 1000")
+        if order not in ORDERS:
+            choices = ", ".join(ORDERS)
+            raise exceptions.InvalidInput(f"order: must be one of {choices}")
         if cursor and before:
             raise exceptions.InvalidInput("cursor: give cursor or before, not both")
         found = await self.store.page(
@@ -454,6 +458,7 @@ class Service:
             limit=limit,
             cursor=cursor,
             before=before,
+            order=order,
         )
         await self.learn(found.items)
         return found

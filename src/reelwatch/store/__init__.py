@@ -83,6 +83,15 @@ class Trouble:
     quarantined: int  # active, set aside for a person
 
 
+# The orders a page can be listed in: the column and whether it runs down (newest first).
+# "changed" follows `updated_at`, which moves: paging while rows change may show one twice.
+ORDERS: dict[str, tuple[sa.Column[Any], bool]] = {
+    "newest": (generations.c.created_at, True),
+    "oldest": (generations.c.created_at, False),
+    "changed": (generations.c.updated_at, True),
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Page:
     items: list[Generation]
@@ -385,15 +394,21 @@ class Store:
         create clears the flag.
         """
         due = now + timedelta(seconds=reconcile_after_s)
+        sent = claim.generation.submissions + 1  # the row is held: nobody else counts
         values = {
             "submit_ambiguous": True,
             "submit_started_at": now,
             "next_poll_at": due,
             "updated_at": now,
+            "submissions": sent,
         }
         await self._group.run(lambda conn: _update_held(conn, claim, values))
         g = dataclasses.replace(
-            claim.generation, submit_ambiguous=True, submit_started_at=now, next_poll_at=due
+            claim.generation,
+            submit_ambiguous=True,
+            submit_started_at=now,
+            next_poll_at=due,
+            submissions=sent,
         )
         return dataclasses.replace(claim, generation=g)
 
@@ -604,10 +619,11 @@ class Store:
         limit: int = 50,
         cursor: str | None = None,
         before: str | None = None,
+        order: str = "newest",
     ) -> Page:
-        """Newest first, with opaque keyset cursors (stable under inserts): `cursor` gives the
-        page after an item (older), `before` the page before one (newer). `text` matches the
-        prompt, or exactly our id or the provider's job id."""
+        """In `order` (ORDERS: newest first by default), with opaque keyset cursors (stable
+        under inserts): `cursor` gives the page after an item, `before` the page before one.
+        `text` matches the prompt, or exactly our id or the provider's job id."""
         query = sa.select(generations)
         if error_code:
             query = query.where(generations.c.error_code == error_code)
@@ -628,35 +644,42 @@ class Store:
                     generations.c.video_id == text.strip(),
                 )
             )
-        key = sa.tuple_(generations.c.created_at, generations.c.id)
-        if cursor:
-            created_at, last_id = _decode_cursor(cursor)
-            query = query.where(
-                key < sa.tuple_(sa.literal(created_at, generations.c.created_at.type), last_id)
-            )
+        column, descending = ORDERS[order]
+        key = sa.tuple_(column, generations.c.id)
+
+        def beyond(mark: str, *, later: bool) -> sa.ColumnElement[bool]:
+            value, last_id = _decode_cursor(mark)
+            other = sa.tuple_(sa.literal(value, column.type), last_id)
+            return key > other if later else key < other
+
+        def ordered(query: sa.Select[Any], *, down: bool) -> sa.Select[Any]:
+            if down:
+                return query.order_by(column.desc(), generations.c.id.desc())
+            return query.order_by(column.asc(), generations.c.id.asc())
+
         if before:
-            created_at, first_id = _decode_cursor(before)
-            query = query.where(
-                key > sa.tuple_(sa.literal(created_at, generations.c.created_at.type), first_id)
-            ).order_by(generations.c.created_at.asc(), generations.c.id.asc())
+            # The page before `before`: walk the other way from it, then turn the rows round.
+            query = ordered(query.where(beyond(before, later=descending)), down=not descending)
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
             items = [_from_row(r) for r in reversed(rows[:limit])]
-            newer = len(rows) > limit
+            earlier = len(rows) > limit
             return Page(
                 items,
-                _encode_cursor(items[-1]) if items else None,
-                _encode_cursor(items[0]) if newer and items else None,
+                _encode_cursor(items[-1], column.key) if items else None,
+                _encode_cursor(items[0], column.key) if earlier and items else None,
             )
-        query = query.order_by(generations.c.created_at.desc(), generations.c.id.desc())
+        if cursor:
+            query = query.where(beyond(cursor, later=not descending))
+        query = ordered(query, down=descending)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
         items = [_from_row(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(
             items,
-            _encode_cursor(items[-1]) if more and items else None,
-            _encode_cursor(items[0]) if cursor and items else None,
+            _encode_cursor(items[-1], column.key) if more and items else None,
+            _encode_cursor(items[0], column.key) if cursor and items else None,
         )
 
     async def renders(self, shape: str, *, limit: int = predict.WINDOW) -> list[predict.Run]:
@@ -1054,6 +1077,7 @@ def _to_row(g: Generation) -> dict[str, Any]:
         "progress_after": g.progress_after,
         "quiet_polls": g.quiet_polls,
         "quiet_since": g.quiet_since,
+        "submissions": g.submissions,
     }
 
 
@@ -1112,6 +1136,7 @@ def _from_row(row: sa.RowMapping) -> Generation:
         progress_after=row["progress_after"],
         quiet_polls=row["quiet_polls"],
         quiet_since=row["quiet_since"],
+        submissions=row["submissions"],
     )
 
 
@@ -1134,8 +1159,9 @@ def _event(row: sa.RowMapping) -> Event:
     )
 
 
-def _encode_cursor(g: Generation) -> str:
-    raw = json.dumps([g.created_at.isoformat(), g.id]).encode()
+def _encode_cursor(g: Generation, column: str = "created_at") -> str:
+    value = g.updated_at or g.created_at if column == "updated_at" else g.created_at
+    raw = json.dumps([value.isoformat(), g.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -94,6 +94,7 @@ generations = sa.Table(
     # Unchanged looks since the last event (folded, not one event each), and the first of them.
     sa.Column("quiet_polls", sa.Integer, nullable=False, server_default="0"),
     sa.Column("quiet_since", UTCDateTime),
+    sa.Column("submissions", sa.Integer, nullable=False, server_default="0"),  # creates sent
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_token", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),

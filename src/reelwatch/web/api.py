@@ -192,10 +192,11 @@ async def list_generations(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     before: Annotated[str | None, Query(max_length=500)] = None,
+    order: Annotated[Literal["newest", "oldest", "changed"], Query()] = "newest",
 ) -> Page:
-    """Newest first; filter by status (repeatable), provider, model and text (the prompt, or
-    exactly our id or the provider's); `cursor` continues with older ones, `before` goes back
-    to newer ones (`prev_cursor`)."""
+    """Newest first (or `order=oldest`, or `changed`: the most recently changed first); filter
+    by status (repeatable), provider, model and text (the prompt, or exactly our id or the
+    provider's); `cursor` continues with the next page, `before` goes back (`prev_cursor`)."""
     page = await svc.page(
         statuses=status or (),
         model=model,
@@ -204,6 +205,7 @@ async def list_generations(
         limit=limit,
         cursor=cursor,
         before=before,
+        order=order,
     )
     return Page(
         data=[svc.view(g) for g in page.items],

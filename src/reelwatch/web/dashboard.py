@@ -27,6 +27,12 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
 GALLERY_SIZE = 48
+# The list's sort choices (store.ORDERS): its words, and the pager's links back and on.
+ORDER_WORDS = {
+    "newest": ("newest first", "Newer generations", "Older generations"),
+    "oldest": ("oldest first", "Older generations", "Newer generations"),
+    "changed": ("recently changed", "Changed more recently", "Changed earlier"),
+}
 BULK_LIMIT = 500
 STATE_WORDS = {
     "working": "Working",
@@ -179,9 +185,11 @@ async def index(
     q: str = "",
     cursor: str | None = None,
     before: str | None = None,
+    order: str = "newest",
 ) -> Response:
     svc = _svc(request)
     statuses = [Status(status)] if status in {s.value for s in Status} else []
+    order = order if order in ORDER_WORDS else "newest"
     page = await svc.page(
         statuses=statuses,
         provider=provider or None,
@@ -190,16 +198,17 @@ async def index(
         limit=PAGE_SIZE,
         cursor=cursor,
         before=before,
+        order=order,
     )
-    filters = {"status": status, "provider": provider, "model": model, "q": q}
-    kept = {k: v for k, v in filters.items() if v}
+    filters = {"status": status, "provider": provider, "model": model, "q": q, "order": order}
+    kept = {k: v for k, v in filters.items() if v and (k, v) != ("order", "newest")}
     next_link = prev_link = None
     if page.next_cursor:
         next_link = "/?" + urlencode({**kept, "cursor": page.next_cursor})
     if page.prev_cursor:
         prev_link = "/?" + urlencode({**kept, "before": page.prev_cursor})
     elif cursor:
-        prev_link = "/?" + urlencode(kept)  # an empty older page: back to the newest
+        prev_link = "/?" + urlencode(kept)  # an empty next page: back to the first
     counts = await svc.counts()
     return _render(
         request,
@@ -210,6 +219,7 @@ async def index(
         rows=[_row(svc, g) for g in page.items],
         filters=filters,
         statuses=[s.value for s in Status],
+        orders=ORDER_WORDS,
         models=svc.models(),
         providers=svc.provider_names(),
         next_link=next_link,

@@ -209,5 +209,24 @@ function listen() {
 document.querySelector(".select-all")?.addEventListener("change", (changed) => {
   for (const box of document.querySelectorAll("#rows input[name=ids]")) box.checked = changed.target.checked;
 });
+// Charts: the figures of the bar or mark under the pointer (or focused) read out beside the
+// chart, where a touch screen can show them too; each carries them in its SVG <title>.
+function wireCharts() {
+  for (const chart of document.querySelectorAll("svg.chart")) {
+    const readout = document.createElement("p");
+    readout.className = "readout";
+    readout.setAttribute("aria-live", "polite");
+    readout.textContent = "Point at a bar for its figures.";
+    chart.after(readout);
+    const show = (target) => {
+      const title = target.closest("rect, line")?.querySelector("title");
+      if (title) readout.textContent = title.textContent;
+    };
+    chart.addEventListener("pointerover", (moved) => show(moved.target));
+    chart.addEventListener("click", (clicked) => show(clicked.target));
+  }
+}
+
+wireCharts();
 wireNewForms();
 listen();
