@@ -105,7 +105,7 @@ class _TimedDownload:
 def reelwatch_download(base_url: str, video_id: str, folder: Path) -> tuple[Any, Any]:
     """Set up everything, then return (the download, a check returning (bytes, sha256))."""
     provider = _Timed(OpenAIVideos(api_key=KEY, base_url=base_url, timeout_s=60.0))
-    store = storage.LocalStorage(folder)
+    store = storage.from_url(folder.resolve().as_uri())
     generation = _generation(video_id)
     loop = asyncio.new_event_loop()
     done: dict[str, Any] = {}

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import psycopg
 import pytest
@@ -28,7 +33,11 @@ hypothesis.settings.load_profile("reelwatch")
 PG_ADMIN_URL = os.environ.get(
     "REELWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_", "REPLICATE_", "FAL_")
+# An S3-compatible server .ci/run started (moto's server mode); without one, the first test
+# that needs it starts its own.
+S3_ENDPOINT = os.environ.get("REELWATCH_TEST_S3_ENDPOINT")
+S3_BUCKET = "reelwatch-test"
+SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_", "REPLICATE_", "FAL_", "AWS_")
 SCRUBBED_NAMES = ("CRON_SECRET",)
 
 
@@ -79,6 +88,55 @@ def pg_server() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (CI never skips these tests)."""
     with fresh_pg_database("reelwatch_test") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode, over HTTP) with the test bucket."""
+    if S3_ENDPOINT:
+        _make_bucket(S3_ENDPOINT)
+        yield S3_ENDPOINT
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _make_bucket(endpoint)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _make_bucket(endpoint: str) -> None:
+    httpx.put(f"{endpoint}/{S3_BUCKET}", timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://bucket/prefix` of a fresh prefix, the AWS variables pointing at the server."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{S3_BUCKET}/t-{secrets.token_hex(4)}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

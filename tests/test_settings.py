@@ -14,7 +14,7 @@ def test_defaults_are_the_contracts() -> None:
     s = settings.load()
     data = Path("reelwatch-data").resolve()
     assert s.database_url == f"sqlite:///{data / 'reelwatch.db'}"
-    assert s.storage_path == data / "videos"
+    assert s.storage_url == (data / "videos").as_uri()
     assert s.timeout_seconds == 900
     openai = providers.config("openai", s)
     assert openai.base_url == "https://api.openai.com/v1"
@@ -40,7 +40,7 @@ def test_every_contract_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
     s = settings.load()
     assert s.data_dir == tmp_path / "d"
     assert s.database_url == "postgresql://u@h/db"
-    assert s.storage_path == tmp_path / "assets"
+    assert s.storage_url == f"file://{tmp_path}/assets"
     assert s.timeout_seconds == 15.0
     openai = providers.config("openai", s)
     assert (s.api_token, openai.missing, s.cron_secret) == ("tok", None, "cron")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
-from reelwatch import service, serving
-from reelwatch.models import Status
+from reelwatch import assembly, service, serving
+from reelwatch.models import Status, Variant
 from reelwatch.store import tables
 from reelwatch.web import create_app
 from tests.conftest import World, image_file, step, with_changes
@@ -253,6 +255,54 @@ async def test_content_streams_with_type_and_range(server: Server, svc: service.
     bad = await server.client.get(f"/api/generations/{g['id']}/content", params={"variant": "x"})
     assert bad.status_code == 422
     assert path.exists()
+
+
+@pytest.mark.parametrize("serve", ["redirect", "proxy"])
+async def test_with_s3_storage_the_worker_stores_in_the_bucket_and_the_api_serves_it(
+    world: World, s3_url: str, server_factory: Any, serve: str
+) -> None:
+    """End to end with `REELWATCH_STORAGE_URL=s3://...`: the worker streams every asset into
+    the bucket (nothing on local disk), checksummed; the API answers content with a short-lived
+    link to the bucket (`redirect`) or streams it with Range support (`proxy`)."""
+    changes = {"storage_url_raw": s3_url, "storage_serve": serve}
+    bucket_world = world.with_settings(**changes)
+    async with assembly.open_service(
+        bucket_world.settings, clock=world.clock, need_provider=True
+    ) as svc:
+        origin = server_factory(**changes)
+        async with httpx.AsyncClient(base_url=origin, timeout=10) as client:
+            made = await client.post(
+                "/api/generations",
+                json={"prompt": "[sim:queue=0,render=1,bytes=300000] into the bucket"},
+            )
+            gid = made.json()["id"]
+            await finish(svc, bucket_world, gid)
+            g = await svc.get(gid)
+            assert g.status is Status.COMPLETED and len(g.assets) == 3
+            assert not list((world.settings.data_dir / "videos").rglob("*.*"))
+            video = g.assets[Variant.VIDEO]
+            body = await svc.storage.read(video.key)
+            assert hashlib.sha256(body).hexdigest() == video.sha256 and len(body) == 300000
+            assert video.sha256 == world.sim.sim.expected_sha256(g.video_id, "video")
+            url = f"/api/generations/{gid}/content"
+            answer = await client.get(url)
+            if serve == "redirect":
+                assert answer.status_code == 307
+                assert answer.headers["location"].startswith(f"{os.environ['AWS_ENDPOINT_URL']}/")
+                answer = await client.get(answer.headers["location"])
+            assert answer.status_code == 200 and answer.content == body
+            assert answer.headers["content-type"] == "video/mp4"
+            if serve == "proxy":
+                part = await client.get(url, headers={"Range": "bytes=1000-1099"})
+                assert part.status_code == 206 and part.content == body[1000:1100]
+                assert part.headers["content-range"] == "bytes 1000-1099/300000"
+                tail = await client.get(url, headers={"Range": "bytes=-10"})
+                assert tail.status_code == 206 and tail.content == body[-10:]
+                past = await client.get(url, headers={"Range": "bytes=400000-"})
+                assert past.status_code == 416
+                assert past.headers["content-range"] == "bytes */300000"
+            await svc.storage.delete(video.key)
+            assert (await client.get(url)).status_code == 404
 
 
 async def test_content_serves_only_what_the_database_points_at(

@@ -69,10 +69,12 @@ async def open_service(
             if checker is not None:
                 stack.push_async_callback(checker.aclose)
                 verifiers[name] = checker
+        assets = storage.from_url(settings.storage_url, serve=settings.storage_serve)
+        stack.push_async_callback(assets.close)
         yield Service(
             settings=settings,
             store=store,
-            storage=storage.LocalStorage(settings.storage_path),
+            storage=assets,
             clock=the_clock,
             providers=_in_registry_order(opened),
             verifiers=verifiers,

@@ -158,7 +158,7 @@ def print_generation(svc: service.Service, g: Generation, as_json: bool) -> None
     for line in presenter.summary_lines(view):
         say(f"  {line}")
     for variant, asset in g.assets.items():
-        path = svc.storage.path(asset.key)
+        path = svc.storage.locate(asset.key)
         say(f"  {variant.value}: {path} ({asset.bytes} bytes)")
     if g.error is not None:
         trouble = presenter.troubleshoot(g.error.code, g.error.message)

@@ -95,7 +95,7 @@ def _table(svc: service.Service, items: list[Generation]) -> Table:
             g.provider,
             g.status.value,
             g.step,
-            str(svc.storage.path(video.key)) if video else "-",
+            svc.storage.locate(video.key) if video else "-",
             str(video.bytes) if video else "-",
             video.sha256[:12] if video else "-",
         )

@@ -50,7 +50,7 @@ class Result:
 
 async def fetch(
     provider: Provider,
-    store: storage.LocalStorage,
+    store: storage.Storage,
     generation: Generation,
     variants: Sequence[Variant],
     *,
@@ -65,7 +65,7 @@ async def fetch(
     wanted = [
         v
         for v in variants
-        if (have := generation.assets.get(v)) is None or not store.exists(have.key)
+        if (have := generation.assets.get(v)) is None or not await store.exists(have.key)
     ]
 
     async def attempt(variant: Variant) -> Asset | BaseException:
@@ -117,7 +117,7 @@ def _code(exc: BaseException, *, rate_limited: bool) -> str:
 
 async def _one(
     provider: Provider,
-    store: storage.LocalStorage,
+    store: storage.Storage,
     generation: Generation,
     variant: Variant,
     progress: Progress | None,
@@ -132,7 +132,9 @@ async def _one(
         chunks = _reporting(
             download.chunks(), variant, download.content_length, progress, progress_every_s
         )
-        result = await store.put_stream(key, chunks, expected_bytes=download.content_length)
+        result = await store.put_stream(
+            key, chunks, expected_bytes=download.content_length, content_type=content_type
+        )
     return Asset(variant, result.key, result.bytes, result.sha256, content_type)
 
 

@@ -27,7 +27,7 @@ from reelwatch import breaker, clock, downloads, exceptions, lifecycle, predict,
 if TYPE_CHECKING:
     from reelwatch import metrics
 from reelwatch.models import ErrorInfo, Generation, RemoteStatus, RemoteVideo, Status, Variant
-from reelwatch.providers.base import CreateRequest, Provider, Ref
+from reelwatch.providers.base import CreateRequest, Provider, Ref, Upload
 from reelwatch.settings import Settings
 from reelwatch.store import Claim, Store, database_error
 
@@ -224,7 +224,7 @@ class Engine:
         *,
         store: Store,
         provider: Provider,
-        storage: storage.LocalStorage,
+        storage: storage.Storage,
         settings: Settings,
         clock: clock.Clock,
         rng: random.Random | None = None,
@@ -447,9 +447,7 @@ class Engine:
         self._swept_at = time.monotonic()
         quiet_s = 2 * max(self.settings.lease_seconds, self.settings.request_timeout_seconds)
         try:
-            removed = await asyncio.to_thread(
-                self.storage.sweep_temp, older_than_s=quiet_s, now_s=time.time()
-            )
+            removed = await self.storage.sweep(older_than_s=quiet_s, now_s=time.time())
         except OSError as exc:
             log.warning(f"temp file sweep failed: {exc}", action="sweep_error")
             return
@@ -707,7 +705,10 @@ class Engine:
 
     async def _submit(self, g: Generation) -> lifecycle.Observation:
         started = time.perf_counter()
-        reference = self.storage.path(g.input_reference) if g.input_reference else None
+        reference = None
+        if g.input_reference:
+            name = g.input_reference.rsplit("/", 1)[-1]
+            reference = Upload(name, await self.storage.read(g.input_reference))
         request = CreateRequest(g.prompt, g.model, g.params, reference)
         video = await self.provider.create(request)
         return lifecycle.Submitted(video, time.perf_counter() - started)

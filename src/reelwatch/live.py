@@ -73,6 +73,6 @@ async def watch(
 def _notice(g: Generation, svc: service.Service) -> str:
     if g.status is Status.COMPLETED:
         video = g.assets.get(Variant.VIDEO)
-        where = f": {svc.storage.path(video.key)}" if video else ""
+        where = f": {svc.storage.locate(video.key)}" if video else ""
         return f"Finished {g.id}{where}"
     return f"{g.step} ({g.id})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import mimetypes
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
@@ -29,11 +30,17 @@ from reelwatch import (
 from reelwatch import storage as storage_module
 from reelwatch.engine import Engine, Histories, Summary, policy_from
 from reelwatch.engine import supervised as engine_supervised
-from reelwatch.models import Event, EventKind, Generation, NewEvent, Status
+from reelwatch.models import Asset, Event, EventKind, Generation, NewEvent, Status, Variant
 from reelwatch.providers import base
 from reelwatch.providers.base import Catalogue, Endpoint, Provider, Ref, WebhookVerifier
 from reelwatch.schedule import Policy
 from reelwatch.settings import Settings
+
+# What `content` answers, for the web layer (which does not import storage itself).
+from reelwatch.storage import LocalFile as LocalFile
+from reelwatch.storage import Redirect as Redirect
+from reelwatch.storage import Served
+from reelwatch.storage import Streamed as Streamed
 from reelwatch.store import ORDERS, Page, Store, database_error
 
 if TYPE_CHECKING:
@@ -144,7 +151,7 @@ class Service:
         *,
         settings: Settings,
         store: Store,
-        storage: storage_module.LocalStorage,
+        storage: storage_module.Storage,
         clock: clock.Clock,
         providers: Mapping[str, Provider] | None = None,
         verifiers: Mapping[str, WebhookVerifier] | None = None,
@@ -337,7 +344,8 @@ class Service:
                 while block := handle.read(256 * 1024):
                     yield block
 
-        await self.storage.put_stream(key, chunks())
+        content_type = mimetypes.guess_type(key)[0]
+        await self.storage.put_stream(key, chunks(), content_type=content_type)
         return key
 
     async def track(
@@ -462,6 +470,20 @@ class Service:
         )
         await self.learn(found.items)
         return found
+
+    async def content(self, generation_id: str, variant: Variant) -> tuple[Asset, Served]:
+        """A stored asset and how to hand it to a browser; NotFound if it is not stored."""
+        g = await self.get(generation_id)
+        asset = g.assets.get(variant)
+        if asset is None:
+            raise exceptions.NotFound(f"{generation_id} has no stored {variant.value}")
+        filename = asset.key.rsplit("/", 1)[-1]
+        try:
+            return asset, await self.storage.serve(asset.key, filename=filename)
+        except exceptions.NotFound:
+            raise exceptions.NotFound(
+                f"the stored {variant.value} of {generation_id} is missing"
+            ) from None
 
     async def history(self, generation_id: str) -> list[Event]:
         return await self.store.history(generation_id)

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("reelwatch-data"), validation_alias=_env("REELWATCH_DATA_DIR"))
     database_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_DATABASE_URL"))
     storage_url_raw: str | None = Field(None, validation_alias=_env("REELWATCH_STORAGE_URL"))
+    # How stored content reaches a browser from a bucket: a short-lived presigned URL, or
+    # streamed through reelwatch (local files are always streamed, with Range support).
+    storage_serve: Literal["redirect", "proxy"] = Field(
+        "redirect", validation_alias=_env("REELWATCH_STORAGE_SERVE")
+    )
     timeout_minutes: float = Field(
         15.0, gt=0, le=7 * 24 * 60, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES")
     )
@@ -93,9 +98,12 @@ class Settings(BaseSettings):
     def _check_storage_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if urlparse(value).scheme != "file":
-            raise ValueError("only file:///path is supported")
-        return value
+        parsed = urlparse(value)
+        if parsed.scheme == "file" and parsed.netloc in ("", "localhost") and parsed.path:
+            return value
+        if parsed.scheme == "s3" and parsed.netloc:
+            return value
+        raise ValueError("must be file:///path or s3://bucket[/prefix]")
 
     @field_validator("public_url")
     @classmethod
@@ -144,10 +152,9 @@ class Settings(BaseSettings):
         return self.database_url_raw or f"sqlite:///{self.data_dir.resolve() / 'reelwatch.db'}"
 
     @property
-    def storage_path(self) -> Path:
-        if self.storage_url_raw:
-            return Path(urlparse(self.storage_url_raw).path)
-        return self.data_dir.resolve() / "videos"
+    def storage_url(self) -> str:
+        """Where assets are stored: REELWATCH_STORAGE_URL, or the data folder's `videos`."""
+        return self.storage_url_raw or (self.data_dir.resolve() / "videos").as_uri()
 
     @property
     def timeout_seconds(self) -> float:

@@ -6,11 +6,11 @@ import dataclasses
 import email.utils
 import enum
 import math
+import mimetypes
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from reelwatch import exceptions
@@ -72,11 +72,24 @@ class Inputs:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent with a create (the input reference): its name, and its bytes (small: at
+    most 20 MiB, checked when it was submitted)."""
+
+    name: str
+    data: bytes
+
+    @property
+    def content_type(self) -> str:
+        return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CreateRequest:
     prompt: str
     model: str
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    input_reference: Path | None = None
+    input_reference: Upload | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

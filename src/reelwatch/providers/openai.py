@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import mimetypes
 import urllib.parse
 import urllib.request
 import warnings
@@ -170,10 +169,8 @@ class OpenAIVideos:
             "seconds": str(request.params.get("seconds", 4)),
             "size": str(request.params.get("size", "720x1280")),
         }
-        if request.input_reference is not None:
-            path = request.input_reference
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            kwargs["input_reference"] = (path.name, path.read_bytes(), mime)
+        if (upload := request.input_reference) is not None:
+            kwargs["input_reference"] = (upload.name, upload.data, upload.content_type)
         try:
             video = await self._client.videos.create(**kwargs)
         except openai.APIError as exc:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reelwatch import exceptions, presenter, service
+from reelwatch import presenter, service
 from reelwatch.models import Status, Variant
 from reelwatch.web import access
 from reelwatch.web.errors import ApiError
@@ -263,18 +264,66 @@ async def retry(
     return {**svc.view(g), "estimated_cost_usd": cost}
 
 
-@router.get("/generations/{generation_id}/content")
+@router.get("/generations/{generation_id}/content", response_model=None)
 async def content(
     generation_id: str,
+    request: Request,
     svc: Svc,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
-) -> FileResponse:
-    """A stored asset, with its content type; HTTP Range requests are honoured (seeking)."""
-    g = await svc.get(generation_id)
-    asset = g.assets.get(Variant(variant))
-    if asset is None:
-        raise exceptions.NotFound(f"{generation_id} has no stored {variant}")
-    path = svc.storage.path(asset.key)  # refuses anything outside the storage root
-    if not path.is_file():
-        raise exceptions.NotFound(f"the stored {variant} of {generation_id} is missing")
-    return FileResponse(path, media_type=asset.content_type, filename=path.name)
+) -> Response:
+    """A stored asset, with its content type; HTTP Range requests are honoured (seeking).
+    From a bucket it may be a redirect to a short-lived link (REELWATCH_STORAGE_SERVE)."""
+    asset, served = await svc.content(generation_id, Variant(variant))
+    filename = asset.key.rsplit("/", 1)[-1]
+    match served:
+        case service.LocalFile(path=path):
+            return FileResponse(path, media_type=asset.content_type, filename=filename)
+        case service.Redirect(url=url):
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+        case service.Streamed(size=size, read=read):
+            return ranged(request.headers.get("range"), size, read, asset.content_type, filename)
+
+
+def ranged(
+    header: str | None,
+    size: int,
+    read: Callable[[int, int], AsyncIterator[bytes]],
+    media_type: str,
+    filename: str,
+) -> Response:
+    """A streamed object, whole or the one byte range asked for (RFC 9110 §14). Several
+    ranges are answered whole, which the RFC allows; a range past the end is a 416."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'inline; filename="{filename}"',
+    }
+    span = _one_range(header, size) if header else None
+    if span == "unsatisfiable":
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(read(0, size), media_type=media_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(
+        read(start, end), status_code=206, media_type=media_type, headers=headers
+    )
+
+
+def _one_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` as [start, end); None to answer whole."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:  # the last n bytes
+        n = int(last)
+        return (max(0, size - n), size) if n > 0 and size > 0 else "unsatisfiable"
+    start = int(first)
+    end = min(int(last) + 1, size) if last.isdigit() else size
+    if start >= size or end <= start:
+        return "unsatisfiable"
+    return start, end

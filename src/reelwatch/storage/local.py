@@ -1,4 +1,4 @@
-"""Where assets live: local files (S3-compatible storage can follow behind the same verbs).
+"""Assets as files under one root folder.
 
 A file is streamed to a temporary name in its final folder, hashed while it is written, fsynced
 and renamed into place, so a reader never sees half a video and a crash leaves no torn file.
@@ -7,7 +7,6 @@ and renamed into place, so a reader never sees half a video and a crash leaves n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import os
 import secrets
@@ -15,17 +14,7 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 
 from reelwatch import exceptions
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Stored:
-    key: str
-    bytes: int
-    sha256: str
-
-
-class Truncated(exceptions.ReelwatchError):
-    """The body ended before its announced length."""
+from reelwatch.storage import LocalFile, Served, Stored, Truncated, check_key
 
 
 class LocalStorage:
@@ -33,18 +22,25 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self.url = self.root.as_uri()
 
     def path(self, key: str) -> Path:
         """The file of a key, refusing anything that would leave the root (traversal, links)."""
-        candidate = (self.root / key).resolve()
+        candidate = (self.root / check_key(key)).resolve()
         if not candidate.is_relative_to(self.root) or candidate == self.root:
             raise exceptions.NotFound(f"no stored asset {key!r}")
         return candidate
 
     async def put_stream(
-        self, key: str, chunks: AsyncIterable[bytes], *, expected_bytes: int | None = None
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        expected_bytes: int | None = None,
+        content_type: str | None = None,
     ) -> Stored:
-        """Write a stream to `key` atomically; raise Truncated if it is shorter than announced."""
+        """Write a stream to `key` atomically; raise Truncated if it is shorter than announced.
+        (The content type is the caller's to record; a file has none.)"""
         final = self.path(key)
         await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
         temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.part")
@@ -68,12 +64,40 @@ class LocalStorage:
             raise
         return Stored(key, size, digest.hexdigest())
 
+    async def exists(self, key: str) -> bool:
+        try:
+            return self.path(key).is_file()
+        except exceptions.NotFound:
+            return False
+
+    async def read(self, key: str) -> bytes:
+        path = self.path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise exceptions.NotFound(f"no stored asset {key!r}") from None
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+
+    def locate(self, key: str) -> str:
+        return str(self.path(key))
+
+    async def serve(self, key: str, *, filename: str) -> Served:
+        path = self.path(key)
+        if not path.is_file():
+            raise exceptions.NotFound(f"no stored asset {key!r}")
+        return LocalFile(path)
+
+    async def sweep(self, *, older_than_s: float, now_s: float) -> int:
+        return await asyncio.to_thread(self.sweep_temp, older_than_s=older_than_s, now_s=now_s)
+
     def sweep_temp(self, *, older_than_s: float, now_s: float) -> int:
         """Remove temporary files (`.NAME.RANDOM.part`) not written to for `older_than_s`.
 
         A download in progress writes its temp file continuously, so one left untouched that
         long belongs to a process that died mid-download (kill -9, power loss). Returns how
-        many were removed. Blocking: call it in a thread.
+        many were removed. Blocking.
         """
         removed = 0
         if not self.root.is_dir():
@@ -87,8 +111,5 @@ class LocalStorage:
                 continue  # finished or removed by its owner meanwhile
         return removed
 
-    def exists(self, key: str) -> bool:
-        try:
-            return self.path(key).is_file()
-        except exceptions.NotFound:
-            return False
+    async def close(self) -> None:
+        return None
