@@ -346,3 +346,32 @@ async def test_download_progress_is_recorded_for_live_views(
         g, status=Status.DOWNLOADING, download_bytes=1_200_000, download_total=3_000_000
     )
     assert halfway.step == "Downloading 1.2 of 3.0 MB"
+
+
+async def test_retention_deletes_old_files_once_and_keeps_the_record(world: World) -> None:
+    """With REELWATCH_RETENTION_DAYS, a completed generation's files are deleted after that
+    many days (not before): the row stops pointing at them and an `assets_deleted` event
+    says what went; a second pass finds nothing to do."""
+    kept = world.with_settings(retention_days=1)
+    async with assembly.open_service(kept.settings, clock=world.clock, need_provider=True) as svc:
+        assert svc.engine is not None
+        g = await submit(svc, "[sim:queue=0,render=1] keep me a day")
+        g = await run_until_terminal(svc, kept, g.id)
+        assert g.status is Status.COMPLETED and len(g.assets) == 3
+        keys = [a.key for a in g.assets.values()]
+        world.advance(86_000)
+        assert await svc.engine.retain() == 0
+        assert all([await svc.storage.exists(key) for key in keys])
+        world.advance(500)
+        assert await svc.engine.retain() == 1
+        assert not any([await svc.storage.exists(key) for key in keys])
+        after = await svc.get(g.id)
+        assert after.status is Status.COMPLETED and after.assets == {}
+        last = (await svc.history(g.id))[-1]
+        assert last.kind == "assets_deleted" and last.actor == "retention"
+        assert last.data["variants"] == ["spritesheet", "thumbnail", "video"]
+        assert last.data["bytes"] == sum(a.bytes for a in g.assets.values())
+        assert await svc.engine.retain() == 0
+        assert presenter.files_words(after, 1, await svc.history(g.id)).startswith(
+            "deleted after 1 day ("
+        )

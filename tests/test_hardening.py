@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from reelwatch import exceptions, logs, service, serving, settings, simulator
+from reelwatch import exceptions, logs, presenter, service, serving, settings, simulator
 from reelwatch.models import Variant
 from reelwatch.providers import base
 from reelwatch.providers.openai import OpenAIVideos
@@ -478,7 +478,14 @@ def test_cli_output_and_console_logs_never_carry_control_characters(
     events = json.loads(rw(hostile_env, "history", gid, "--json").stdout)
     folds = sum(1 for e in events if e["data"].get("quiet_polls"))  # "polled N times" lines
     history_lines = len(events) + folds
-    for args, lines in ((["list"], 1), (["status", gid], 2), (["history", gid], history_lines)):
+    view = json.loads(rw(hostile_env, "status", gid, "--json").stdout)
+    # The first line, the summary lines, and the error's three (title, what, what to do).
+    status_lines = 1 + len(presenter.summary_lines(view)) + len(view["assets"]) + 3
+    for args, lines in (
+        (["list"], 1),
+        (["status", gid], status_lines),
+        (["history", gid], history_lines),
+    ):
         result = rw(hostile_env, *args)
         assert result.returncode == 0, result.stderr
         assert_inert(result.stdout)

@@ -156,3 +156,32 @@ def test_an_unknown_storage_url_is_a_config_error(url: str) -> None:
 def test_where_a_key_is_reads_as_a_path_or_an_s3_url(tmp_path: Path, s3_url: str) -> None:
     assert storage.from_url(tmp_path.as_uri()).locate("g/v.mp4") == str(tmp_path / "g/v.mp4")
     assert storage.from_url(s3_url).locate("g/v.mp4") == f"{s3_url}/g/v.mp4"
+
+
+async def test_an_unreachable_bucket_is_storage_unavailable_an_oserror() -> None:
+    """Every verb against a bucket nobody answers for raises StorageUnavailable, an OSError
+    (as a failing disk's errors are), naming the bucket; never a library's own exception."""
+    from reelwatch.storage.s3 import S3Storage
+
+    store = S3Storage(
+        "nowhere",
+        "p",
+        config={
+            "endpoint": "http://127.0.0.1:9",  # discard: nothing listens
+            "access_key_id": "k",
+            "secret_access_key": "s",
+            "region": "us-east-1",
+        },
+        retry={"max_retries": 0},
+    )
+    verbs = {
+        "put_stream": lambda: store.put_stream("g/v.mp4", chunks(b"abc")),
+        "exists": lambda: store.exists("g/v.mp4"),
+        "read": lambda: store.read("g/v.mp4"),
+        "delete": lambda: store.delete("g/v.mp4"),
+        "serve": lambda: store.serve("g/v.mp4", filename="v.mp4"),
+    }
+    for name, call in verbs.items():
+        with pytest.raises(storage.StorageUnavailable, match="s3://nowhere/p") as caught:
+            await call()
+        assert isinstance(caught.value, OSError), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -1036,3 +1037,37 @@ async def test_a_render_finishing_at_its_provider_is_learned_once(store: Store) 
     newest, oldest = await store.renders(shape)
     assert oldest == run
     assert newest.render_s == pytest.approx(9.2 - (0 + 5) / 2)
+
+
+# --- push (LISTEN/NOTIFY) -------------------------------------------------------------------
+
+
+async def test_listen_hears_other_stores_commits_on_postgresql(
+    store: Store, other_store: Store
+) -> None:
+    """PostgreSQL: each event another Store commits arrives as "<kind> <provider>", after a
+    first "" for the connection itself; SQLite has nobody to hear and returns at once."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    if store.dialect != "postgresql":
+        await asyncio.wait_for(store.listen(heard.put_nowait), 1)
+        assert heard.empty()
+        return
+    listening = asyncio.create_task(store.listen(heard.put_nowait))
+    try:
+        assert await asyncio.wait_for(heard.get(), 10) == ""  # connected and listening
+        g = await add(other_store, provider="fal")
+        assert await asyncio.wait_for(heard.get(), 5) == "created fal"
+        await other_store.claim_due(owner="w", now=T0, limit=1, lease_s=LEASE_S)
+        with pytest.raises(ValueError, match="not now"):  # a decision that raises writes nothing
+            await other_store.act(g.id, _refuse, now=at(1))
+        await other_store.act(g.id, lambda cur: decision(cur, "reset"), now=at(1))
+        assert await asyncio.wait_for(heard.get(), 5) == "reset fal"
+        assert heard.empty()  # neither the claim nor the refused decision notified anyone
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
+def _refuse(g: Generation) -> lifecycle.Decision:
+    raise ValueError(f"not now: {g.id}")

@@ -409,6 +409,7 @@ class StoreMachine(RuleBasedStateMachine):
             submit_started_at=self.now,
             next_poll_at=due,
             updated_at=self.now,
+            submissions=row.generation.submissions + 1,  # each create sent is counted (paid)
         )
         assert marked.generation.next_poll_at == due and marked.generation.submit_ambiguous
         self.held[owner][gid] = marked

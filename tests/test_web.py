@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
@@ -23,6 +24,7 @@ from reelwatch import assembly, service, serving
 from reelwatch.models import Status, Variant
 from reelwatch.store import tables
 from reelwatch.web import create_app
+from reelwatch.web import events as events_module
 from tests.conftest import World, image_file, step, with_changes
 
 pytestmark = pytest.mark.asyncio
@@ -626,6 +628,68 @@ async def test_sse_sees_events_written_by_another_process(
     got = await asyncio.wait_for(reader, 10)
     assert [e["generation_id"] for _, e in got] == [g.id, g.id]
     assert got[0][1]["actor"] == "other-process"
+
+
+async def until_listening(url: str, *, connections: int) -> None:
+    """Wait until that many connections LISTEN for reelwatch's events (the server's and the
+    test's own service start theirs in the background)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE query = 'LISTEN reelwatch_events' AND datname = current_database()"
+    )
+    async with asyncio.timeout(20):
+        while True:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                row = await (await conn.execute(query)).fetchone()
+            if row is not None and row[0] >= connections:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_on_postgresql_another_process_s_event_is_pushed_not_polled(
+    server: Server, svc: service.Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: an event another process commits wakes this server's stream through
+    LISTEN/NOTIFY, long before the table poll would (set to 30 s here). SQLite keeps the
+    in-process wake-up and the poll."""
+    if not server.world.settings.database_url.startswith("postgresql"):
+        pytest.skip("push is PostgreSQL's (SQLite's writers share one process)")
+    monkeypatch.setattr(events_module, "POLL_S", 30.0)
+    # A first row, so the ids below follow the sequence (emptied tables keep theirs going, and
+    # a stream reads a jump in ids as a transaction still in flight).
+    await svc.submit(service.SubmitRequest("first"))
+    start = await svc.store.last_event_id()
+    await until_listening(server.world.settings.database_url, connections=2)
+    waits = []
+    for i in range(5):
+        reader = asyncio.create_task(
+            read_events(server.client, 1, headers={"Last-Event-ID": str(start)})
+        )
+        await asyncio.sleep(0.3)  # the stream has read the table and is waiting
+        sent = time.perf_counter()
+        g = await svc.submit(service.SubmitRequest(f"pushed {i}"), actor="other-process")
+        ((event_id, event),) = await asyncio.wait_for(reader, 5)
+        waits.append(time.perf_counter() - sent)
+        assert event["generation_id"] == g.id and event_id > start
+        start = await svc.store.last_event_id()
+    assert max(waits) < 5  # far below the 30 s poll: each was pushed
+
+
+async def test_on_postgresql_a_submission_elsewhere_wakes_an_idle_worker(
+    svc: service.Service, world: World
+) -> None:
+    """PostgreSQL: a generation created by another process wakes the idle worker of its
+    provider here at once (NOTIFY), instead of at its next look at the table."""
+    if not world.settings.database_url.startswith("postgresql"):
+        pytest.skip("push is PostgreSQL's (SQLite's writers share one process)")
+    async with assembly.open_service(world.settings, clock=world.clock) as worker_side:
+        await until_listening(world.settings.database_url, connections=2)
+        engine = worker_side.engines["openai"]
+        engine._wake.clear()  # idle: nothing to do, nothing to wake for
+        await svc.submit(service.SubmitRequest("made elsewhere"), actor="other-process")
+        async with asyncio.timeout(5):
+            while not engine._wake.is_set():
+                await asyncio.sleep(0.01)
 
 
 async def test_nul_characters_are_refused_not_crashed_on(server: Server) -> None:

@@ -4,6 +4,7 @@ hand them to one `Service`. The CLI, the web app and the tests start here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -71,7 +72,7 @@ async def open_service(
                 verifiers[name] = checker
         assets = storage.from_url(settings.storage_url, serve=settings.storage_serve)
         stack.push_async_callback(assets.close)
-        yield Service(
+        svc = Service(
             settings=settings,
             store=store,
             storage=assets,
@@ -80,6 +81,11 @@ async def open_service(
             verifiers=verifiers,
             endpoints=endpoints if read_only else None,
         )
+        if not read_only:
+            # PostgreSQL: other processes' events wake this one (LISTEN/NOTIFY).
+            listening = asyncio.create_task(svc.listen(), name="reelwatch-listen")
+            stack.push_async_callback(_cancel, listening)
+        yield svc
 
 
 def _require_default(settings: Settings, opened: Mapping[str, Provider]) -> None:
@@ -103,3 +109,9 @@ async def _open_patiently(settings: Settings) -> Store:
             log.warning(f"{exc.message}; trying again in {delay:g}s", action="db_wait")
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

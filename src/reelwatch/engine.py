@@ -440,11 +440,13 @@ class Engine:
         return claims
 
     async def _sweep(self) -> None:
-        """Remove temp files orphaned by a process that died mid-download (at most a minute
-        apart); a file untouched for twice the longest silence a live download allows."""
+        """Remove temp files orphaned by a process that died mid-download, and files past
+        their retention (at most a minute apart); a temp file untouched for twice the longest
+        silence a live download allows."""
         if self._swept_at is not None and time.monotonic() - self._swept_at < SWEEP_EVERY_S:
             return
         self._swept_at = time.monotonic()
+        await self.retain()
         quiet_s = 2 * max(self.settings.lease_seconds, self.settings.request_timeout_seconds)
         try:
             removed = await self.storage.sweep(older_than_s=quiet_s, now_s=time.time())
@@ -455,6 +457,38 @@ class Engine:
             log.info(f"removed {removed} orphaned temp file(s)", action="sweep", removed=removed)
             if self.metrics is not None:
                 self.metrics.temp_removed.inc(removed)
+
+    async def retain(self, *, batch: int = 100) -> int:
+        """Delete the stored files of this provider's generations completed more than
+        REELWATCH_RETENTION_DAYS ago, each with an `assets_deleted` event; how many.
+
+        The files go first, then the row stops pointing at them: a crash in between leaves a
+        row whose files are gone, which the next pass finishes (deleting is idempotent), never
+        a file no row knows. Several workers may race on one: the second finds nothing left."""
+        days = self.settings.retention_days
+        if days is None:
+            return 0
+        now = self.clock.now()
+        deleted = 0
+        try:
+            due = await self.store.stored_before(
+                self.provider.catalogue.name, now - timedelta(days=days), limit=batch
+            )
+            for g in due:
+                for asset in g.assets.values():
+                    await self.storage.delete(asset.key)
+                with contextlib.suppress(exceptions.NotAllowed, exceptions.NotFound):
+                    await self.store.act(
+                        g.id,
+                        lambda current: lifecycle.assets_deleted(current, retention_days=days),
+                        now=now,
+                    )
+                    deleted += 1
+        except (OSError, exceptions.ReelwatchError) as exc:
+            log.warning(f"retention pass failed: {exc}", action="retention_error")
+        if deleted:
+            log.info(f"deleted the files of {deleted} generation(s)", action="retention")
+        return deleted
 
     async def _guarded(self, claim: Claim, summary: Summary) -> None:
         """Advance one generation; whatever goes wrong stays with it."""

@@ -727,3 +727,19 @@ def _admin(
 
 def _error_json(error: ErrorInfo | None) -> dict[str, str] | None:
     return None if error is None else {"code": error.code, "message": error.message}
+
+
+def assets_deleted(g: Generation, *, retention_days: float) -> Decision:
+    """A completed generation's stored files were deleted for their age: the row keeps its
+    status and checksums in the event, and no longer points at any file."""
+    if g.status is not Status.COMPLETED or not g.assets:
+        raise exceptions.NotAllowed(f"{g.id} has no stored files to delete")
+    data = {
+        "variants": sorted(v.value for v in g.assets),
+        "bytes": sum(a.bytes for a in g.assets.values()),
+        "retention_days": retention_days,
+    }
+    return Decision(
+        dataclasses.replace(g, assets={}),
+        NewEvent(EventKind.ASSETS_DELETED, data, actor="retention"),
+    )

@@ -271,6 +271,7 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     RESET = "reset"
     RETRY = "retry"
+    ASSETS_DELETED = "assets_deleted"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

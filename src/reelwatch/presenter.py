@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reelwatch import predict
@@ -109,6 +109,24 @@ def summary_lines(view: Mapping[str, Any]) -> list[str]:
     if not view["served"] and view["status"] not in ("completed", "failed", "cancelled"):
         lines.append("no worker here is configured for its provider and endpoint")
     return lines
+
+
+def files_words(g: Generation, retention_days: float | None, events: Sequence[Event]) -> str:
+    """What became of a completed generation's stored files, in words."""
+    deleted = next((e for e in reversed(events) if e.kind == "assets_deleted"), None)
+    if deleted is not None:
+        days = deleted.data.get("retention_days")
+        return f"deleted after {_days(days)} ({deleted.at:%Y-%m-%d})" if days else "deleted"
+    if not g.assets:
+        return "none stored"
+    if retention_days is None or g.completed_at is None:
+        return "kept (no retention set)"
+    until = g.completed_at + timedelta(days=retention_days)
+    return f"kept until {until:%Y-%m-%d %H:%M} UTC, then deleted (after {_days(retention_days)})"
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
 
 
 def _minute(stamp: str) -> str:
@@ -304,6 +322,7 @@ EVENT_WORDS = {
     "cancelled": "Cancelled",
     "reset": "Reset",
     "retry": "Retried (paid again)",
+    "assets_deleted": "Files deleted (retention)",
 }
 # Detail keys in words; a key not here is shown with its underscores as spaces.
 DETAIL_WORDS = {

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("reelwatch.service")
 
 MAX_PROMPT = 32000
+# Events written elsewhere that make a generation due now (the rest are a worker's own steps).
+WAKING_KINDS = frozenset({"created", "tracked", "retry", "reset", "webhook"})
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 MAX_REFERENCE_PIXELS = 8192 * 8192  # larger is no frame of a video, and a decompression bomb
 # Pillow's format names for the kinds of image a provider takes, with the suffix kept.
@@ -498,8 +500,24 @@ class Service:
         return await self.store.last_event_id()
 
     def on_event_written(self, listener: Callable[[], None]) -> None:
-        """Call `listener` after each event this process writes (live pages wake on it)."""
+        """Call `listener` after each event this process writes, and (PostgreSQL, while
+        `listen` runs) each event any process writes: live pages wake on it."""
         self.store.on_append(listener)
+
+    async def listen(self) -> None:
+        """Until cancelled, on PostgreSQL: events other processes commit wake this process's
+        live pages, and a generation that became due elsewhere (created, retried, reset, told
+        by a webhook) wakes the worker of its provider here. SQLite: returns at once."""
+        await self.store.listen(self._notified)
+
+    def _notified(self, payload: str) -> None:
+        kind, _, provider = payload.partition(" ")
+        self.store.wake_listeners()
+        if not kind:  # the connection was (re)opened: anything may have been missed
+            for runner in self.engines.values():
+                runner.wake()
+        elif kind in WAKING_KINDS:
+            self._wake(provider)
 
     # --- operations -----------------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     storage_serve: Literal["redirect", "proxy"] = Field(
         "redirect", validation_alias=_env("REELWATCH_STORAGE_SERVE")
     )
+    # Stored files of a completed generation are deleted this many days after it completed
+    # (its row, timeline and checksums stay); unset keeps them.
+    retention_days: float | None = Field(
+        None, gt=0, le=36500, validation_alias=_env("REELWATCH_RETENTION_DAYS")
+    )
     timeout_minutes: float = Field(
         15.0, gt=0, le=7 * 24 * 60, validation_alias=_env("REELWATCH_TIMEOUT_MINUTES")
     )

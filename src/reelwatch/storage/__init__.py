@@ -31,6 +31,11 @@ class Truncated(exceptions.ReelwatchError):
     """The body ended before its announced length."""
 
 
+class StorageUnavailable(OSError):
+    """The storage service failed a request (a bucket's 5xx, refused credentials, a broken
+    connection). An OSError, as a local disk's failures are: callers handle both alike."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class LocalFile:
     """Serve this file (Range requests are the web server's)."""

@@ -23,14 +23,23 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import obstore
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 
 from reelwatch import exceptions
-from reelwatch.storage import Redirect, Served, ServeMode, Stored, Streamed, Truncated, check_key
+from reelwatch.storage import (
+    Redirect,
+    Served,
+    ServeMode,
+    StorageUnavailable,
+    Stored,
+    Streamed,
+    Truncated,
+    check_key,
+)
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig, S3Config
+    from obstore.store import ClientConfig, RetryConfig, S3Config
 
 PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB (but the last)
 READ_CHUNK = 256 * 1024
@@ -48,11 +57,16 @@ class S3Storage:
         serve: ServeMode = "redirect",
         link_seconds: float = 300.0,
         config: S3Config | None = None,
+        retry: RetryConfig | None = None,
     ) -> None:
         endpoint = (config or {}).get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or ""
         client: ClientConfig = {"allow_http": endpoint.startswith("http://")}
         self._store = S3Store(
-            bucket, prefix=prefix or None, config=config or None, client_options=client
+            bucket,
+            prefix=prefix or None,
+            config=config or None,
+            client_options=client,
+            retry_config=retry,  # None: obstore's (5xx and broken connections, with backoff)
         )
         self.url = f"s3://{bucket}/{prefix}".rstrip("/")
         self.serve_mode = serve
@@ -80,14 +94,17 @@ class S3Storage:
                 raise Truncated(f"got {size} of {expected_bytes} bytes")
 
         attributes = {"Content-Type": content_type} if content_type else None
-        await obstore.put_async(
-            self._store,
-            check_key(key),
-            counted(),
-            attributes=attributes,
-            chunk_size=PART_BYTES,
-            max_concurrency=4,
-        )
+        try:
+            await obstore.put_async(
+                self._store,
+                check_key(key),
+                counted(),
+                attributes=attributes,
+                chunk_size=PART_BYTES,
+                max_concurrency=4,
+            )
+        except BaseError as exc:
+            raise StorageUnavailable(f"{self.url}: {exc}") from exc
         return Stored(key, size, digest.hexdigest())
 
     async def exists(self, key: str) -> bool:
@@ -95,6 +112,8 @@ class S3Storage:
             await obstore.head_async(self._store, check_key(key))
         except (NotFoundError, FileNotFoundError, exceptions.NotFound):
             return False
+        except BaseError as exc:
+            raise StorageUnavailable(f"{self.url}: {exc}") from exc
         return True
 
     async def read(self, key: str) -> bytes:
@@ -103,12 +122,16 @@ class S3Storage:
             return bytes(await result.bytes_async())
         except (NotFoundError, FileNotFoundError):
             raise exceptions.NotFound(f"no stored asset {key!r}") from None
+        except BaseError as exc:
+            raise StorageUnavailable(f"{self.url}: {exc}") from exc
 
     async def delete(self, key: str) -> None:
         try:
             await obstore.delete_async(self._store, check_key(key))
         except (NotFoundError, FileNotFoundError):
             return
+        except BaseError as exc:
+            raise StorageUnavailable(f"{self.url}: {exc}") from exc
 
     def locate(self, key: str) -> str:
         return f"{self.url}/{check_key(key)}"
@@ -116,11 +139,13 @@ class S3Storage:
     async def serve(self, key: str, *, filename: str) -> Served:
         try:
             meta = await obstore.head_async(self._store, check_key(key))
+            if self.serve_mode == "redirect":
+                link = timedelta(seconds=self.link_seconds)
+                return Redirect(await obstore.sign_async(self._store, "GET", key, link))
         except (NotFoundError, FileNotFoundError):
             raise exceptions.NotFound(f"no stored asset {key!r}") from None
-        if self.serve_mode == "redirect":
-            link = timedelta(seconds=self.link_seconds)
-            return Redirect(await obstore.sign_async(self._store, "GET", key, link))
+        except BaseError as exc:
+            raise StorageUnavailable(f"{self.url}: {exc}") from exc
 
         async def read(start: int, end: int) -> AsyncIterator[bytes]:
             if end <= start:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -159,10 +160,19 @@ def database_error(exc: BaseException) -> DatabaseTrouble | None:
     return None
 
 
+log = structlog.get_logger("reelwatch.store")
+
+# Every event insert on PostgreSQL notifies this channel (payload: "<kind> <provider>").
+CHANNEL = "reelwatch_events"
+LISTEN_RETRY_MIN_S = 0.5
+LISTEN_RETRY_MAX_S = 5.0
+
+
 class Store:
     """The generations table, its events, and the verbs that change them."""
 
-    def __init__(self, engine: AsyncEngine, sync_engine: sa.Engine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: sa.Engine, url: str = "") -> None:
+        self._url = url
         self._engine = engine
         self._sync_engine = sync_engine
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
@@ -205,7 +215,7 @@ class Store:
             raise exceptions.DatabaseUnavailable(
                 f"cannot reach the database at {_safe(url)}: {_reason(exc)}"
             ) from exc
-        return cls(engine, sync_engine)
+        return cls(engine, sync_engine, url)
 
     @classmethod
     async def open_existing(cls, url: str) -> Store:
@@ -256,8 +266,44 @@ class Store:
         self._committed()
 
     def _committed(self) -> None:
+        self.wake_listeners()
+
+    def wake_listeners(self) -> None:
+        """Tell everyone waiting for events that there may be new ones."""
         for listener in self._listeners:
             listener()
+
+    async def listen(self, on_notify: Callable[[str], None]) -> None:
+        """PostgreSQL: call `on_notify(payload)` for each event any process commits (its kind
+        and provider, `"created openai"`), until cancelled; SQLite: return at once (its
+        writers are in this process, whose listeners `on_append` already calls).
+
+        One connection LISTENs on CHANNEL (every event insert NOTIFYs it in the writing
+        transaction, so a notification means a committed row). Lost, it is opened again with
+        backoff, and `on_notify("")` then says "something may have been missed: look now".
+        Tables are still read on a timer by whoever waits, as the safety net."""
+        if self.dialect != "postgresql":
+            return
+        import psycopg  # the driver SQLAlchemy already uses for PostgreSQL
+
+        dsn = make_url(urls(self._url)[1]).set(drivername="postgresql")
+        delay = LISTEN_RETRY_MIN_S
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    dsn.render_as_string(hide_password=False), autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = LISTEN_RETRY_MIN_S
+                    on_notify("")
+                    async for note in conn.notifies():
+                        on_notify(note.payload)
+            except (psycopg.Error, OSError) as exc:
+                log.warning(
+                    f"LISTEN connection lost ({exc}); again in {delay:.1f} s", action="listen"
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX_S)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -682,6 +728,26 @@ class Store:
             _encode_cursor(items[0], column.key) if cursor and items else None,
         )
 
+    async def stored_before(
+        self, provider: str, before: datetime, *, limit: int = 100
+    ) -> list[Generation]:
+        """Completed generations of `provider` finished before `before` whose files are still
+        stored, oldest first (what retention deletes next)."""
+        query = (
+            sa.select(generations)
+            .where(
+                generations.c.provider == provider,
+                generations.c.status == Status.COMPLETED.value,
+                generations.c.completed_at < before,
+                sa.cast(generations.c.assets, sa.Text) != "{}",
+            )
+            .order_by(generations.c.completed_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [g for g in map(_from_row, rows) if g.assets]
+
     async def renders(self, shape: str, *, limit: int = predict.WINDOW) -> list[predict.Run]:
         """The newest finished renders of one shape (newest first), for the predictor."""
         query = (
@@ -964,6 +1030,9 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
+_NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)")
+
+
 def _append(conn: SyncConnection, generation: Generation, event: NewEvent, at: datetime) -> Event:
     """Append an event (sync: async callers go through `AsyncConnection.run_sync`)."""
     data = dict(event.data)
@@ -978,6 +1047,10 @@ def _append(conn: SyncConnection, generation: Generation, event: NewEvent, at: d
     }
     event_id = conn.execute(_INSERT_EVENT, values).scalar()
     assert event_id is not None
+    if conn.dialect.name == "postgresql":
+        # Delivered when this transaction commits (and never if it rolls back); identical
+        # payloads within one transaction are sent once.
+        conn.execute(_NOTIFY, {"payload": f"{event.kind} {generation.provider}"})
     return Event(
         id=int(event_id),
         generation_id=generation.id,

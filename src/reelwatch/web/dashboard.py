@@ -271,6 +271,7 @@ async def _detail(request: Request, generation_id: str, template: str) -> Respon
         row=_row(svc, g),
         events=presenter.timeline(events, g),
         variants=[v.value for v in g.assets],
+        files=presenter.files_words(g, svc.settings.retention_days, events),
     )
 
 

@@ -2,8 +2,9 @@
 
 The table is the truth, so this works with any number of server processes: each client's
 stream reads the rows after the last id it sent, at its own pace (a slow client never makes a
-buffer grow; it just reads later rows later). An in-process wake-up shortens the wait when this
-process wrote the event; otherwise the table is looked at every `POLL_S`.
+buffer grow; it just reads later rows later). A wake-up shortens the wait: in-process when this
+process wrote the event, and on PostgreSQL through LISTEN/NOTIFY when another process did; the
+table is still looked at every `POLL_S` as the safety net.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ async def _tail(
     last = after
     gap_since: float | None = None
     while not await request.is_disconnected():
+        # Cleared before the read: a wake-up that comes while reading is not lost.
+        wake.clear()
         events = await svc.events_after(last, limit=BATCH)
         for event in events:
             if event.id != last + 1:
@@ -54,7 +57,6 @@ async def _tail(
         else:
             if len(events) == BATCH:
                 continue
-        wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), POLL_S)
 
