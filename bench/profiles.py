@@ -514,3 +514,37 @@ def plot(result: dict[str, Any]) -> None:
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("p99 detection lag (s)")
     common.save_plot(fig, "profiles-frontier.png")
+
+
+def merge(names: tuple[str, ...]) -> Path:
+    """Combine result files of separate runs (`profiles-stall-none`, ...) into `profiles.json`,
+    the later file winning for a profile measured twice; each profile keeps the commit, time
+    and command of the run that measured it. Then the targets and the plot are redone."""
+    result: dict[str, Any] = {}
+    sources = []
+    for name in names:
+        record = json.loads((common.RESULTS / f"{name}.json").read_text())
+        sources.append(f"{record['command']} ({record['when']}, commit {record['commit']})")
+        for profile, run in record["profiles"].items():
+            result[profile] = {
+                **run,
+                "measured": {k: record[k] for k in ("command", "when", "commit", "machine")},
+            }
+    ordered = {p: result[p] for p in PROFILES if p in result}
+    data = {
+        "profiles": ordered,
+        "targets": targets(ordered),
+        "complete": len(ordered) == len(PROFILES),
+        "merged_from": sources,
+        "command": "python -m bench.profiles merge " + " ".join(names),
+    }
+    path = common.write("profiles", data, quick=False)
+    plot(ordered)
+    return path
+
+
+if __name__ == "__main__":
+    # python -m bench.profiles merge profiles-A profiles-B ...
+    if sys.argv[1:2] != ["merge"] or len(sys.argv) < 4:
+        sys.exit("usage: python -m bench.profiles merge RESULT RESULT [RESULT ...]")
+    print(merge(tuple(sys.argv[2:])))

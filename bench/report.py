@@ -247,6 +247,8 @@ def profiles() -> str:
             f"\nWall {run['wall_s']} s; simulator CPU {run['simulator_cpu_s']} s; the simple "
             f"pollers' process {run['pollers_cpu_s']} s.\n"
         )
+        if "measured" in run:  # a merged record: each profile says which run measured it
+            out.append(_measured(run["measured"]).strip() + "\n")
     complete = "" if data.get("complete", True) else " (interrupted: the profiles above only)"
     return "\n".join(out) + _measured(data, complete)
 
