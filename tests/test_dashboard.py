@@ -146,8 +146,12 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
     await context.close()
 
 
-def shot(name: str) -> str:
+def shot(name: str, page: Page | None = None) -> str:
+    """Where a screenshot goes; a phone-width page's gets "-phone" in its name."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size if page is not None else None
+    if size is not None and size["width"] < 600:
+        name = name.replace(".png", "-phone.png")
     return str(SCREENSHOTS / name)
 
 
@@ -174,7 +178,7 @@ async def test_list_moves_live_and_toasts_on_completion(site: Site, page: Page) 
     failed = page.locator(".toast.failed").first
     await expect(failed).to_be_visible(timeout=20000)
     await expect(failed).to_contain_text("“[sim:fail=moderation_blocked] refused”")
-    await page.screenshot(path=shot("list.png"), full_page=True)
+    await page.screenshot(path=shot("list.png", page), full_page=True)
     link = toast.locator("a")
     assert (await link.get_attribute("href") or "").startswith("/generations/")
 
@@ -197,7 +201,7 @@ async def test_providers_side_by_side_with_their_own_step_words(site_all: Site, 
         other = page.locator(f'tr[data-generation="{g["id"]}"]')
         await expect(other).to_contain_text(g["provider"])
         await expect(other.locator(".badge")).to_have_text("Ready", timeout=15000)
-    await page.screenshot(path=shot("providers.png"), full_page=True)
+    await page.screenshot(path=shot("providers.png", page), full_page=True)
     await page.select_option("form.filters select[name=provider]", "fal")
     await page.get_by_role("button", name="Filter").click()
     await expect(page.locator("tr[data-generation]")).to_have_count(1)
@@ -223,8 +227,9 @@ async def test_generation_page_plays_the_video_and_shows_the_timeline(
     for kind in ("created", "submitted", "completed"):
         await expect(timeline.locator(f"tr.kind-{kind}").first).to_be_visible()
     await expect(page.locator(".summary .badge")).to_have_text("Ready")
+    await expect(page.locator("#summary-title")).to_have_text("Ready")  # said once, not twice
     await page.evaluate("document.getElementById('player').pause()")
-    await page.screenshot(path=shot("generation.png"), full_page=True)
+    await page.screenshot(path=shot("generation.png", page), full_page=True)
 
 
 async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) -> None:
@@ -244,7 +249,7 @@ async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) ->
     await expect(stuck_row).to_be_visible()
     await expect(stuck_row.locator(".badge")).to_have_text("Stuck?")
     await expect(page.locator(f'tr[data-generation="{failed["id"]}"]')).to_be_visible()
-    await page.screenshot(path=shot("admin.png"), full_page=True)
+    await page.screenshot(path=shot("admin.png", page), full_page=True)
 
     await stuck_row.get_by_role("button", name="Reset").click()
     await expect(page.locator(".notice")).to_contain_text("Reset")
@@ -325,7 +330,6 @@ async def test_login_is_required_with_a_token_and_the_page_fits_a_phone(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0
-        await phone.screenshot(path=shot("list-phone.png"), full_page=True)
         await context.close()
 
 
