@@ -5,7 +5,7 @@ Why obstore: it is the Rust `object_store` crate (maintained by the Apache Arrow
 with async Python bindings: one dependency with no botocore, streamed multipart uploads fed
 from an async iterator, ranged reads, HEAD and presigned URLs, and the usual AWS_* variables
 read by default. aiobotocore does the same through botocore's much heavier import and a
-hand-written multipart loop. (docs/benchmarks.md, "storage", measures the upload.)
+hand-written multipart loop. (The two have not been measured against each other yet.)
 
 An upload is atomic: a body of at least one part goes up as a multipart upload, completed only
 after the last byte was hashed and counted; a smaller one is a single PUT sent whole. Either

@@ -275,7 +275,7 @@ class Store:
 
     async def listen(self, on_notify: Callable[[str], None]) -> None:
         """PostgreSQL: call `on_notify(payload)` for each event any process commits (its kind
-        and provider, `"created openai"`), until cancelled; SQLite: return at once (its
+        and provider, `"created <provider>"`), until cancelled; SQLite: return at once (its
         writers are in this process, whose listeners `on_append` already calls).
 
         One connection LISTENs on CHANNEL (every event insert NOTIFYs it in the writing
