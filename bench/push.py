@@ -117,7 +117,7 @@ async def _measure(url: str, origin: str, events: int, clients: int) -> dict[str
     }
 
 
-def run(events: int, client_counts: list[int]) -> Path:
+def run(events: int, client_counts: list[int], *, quick: bool = False) -> Path:
     name = f"reelwatch_bench_push_{os.getpid()}_{secrets.token_hex(3)}"
     port = lag.free_port()
     results = []
@@ -163,7 +163,7 @@ def run(events: int, client_counts: list[int]) -> Path:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
     command = " ".join(["python -m bench.push", *sys.argv[1:]])
-    return common.write("push", {"runs": results, "command": command}, quick=False)
+    return common.write("push", {"runs": results, "command": command}, quick=quick)
 
 
 def _wait_http(address: str) -> None:
@@ -180,8 +180,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.push")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--clients", default="1,50", help="comma-separated stream counts")
+    parser.add_argument("--quick", action="store_true", help="20 events, 1 and 5 streams (CI)")
     args = parser.parse_args()
-    print(run(args.events, [int(c) for c in args.clients.split(",")]))
+    if args.quick:
+        print(run(20, [1, 5], quick=True))
+    else:
+        print(run(args.events, [int(c) for c in args.clients.split(",")]))
 
 
 if __name__ == "__main__":
