@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 test: lint
 	scripts/ensure-chromium
+	scripts/ensure-systemd-analyze
 	$(BIN)/pytest -n 3 --dist loadgroup
 
 clean:

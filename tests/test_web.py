@@ -591,6 +591,26 @@ async def test_without_a_token_only_loopback_clients_are_served(web_world: World
             assert (await client.get("/api/generations")).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("Via", "1.1 nginx"),
+    ],
+)
+async def test_without_a_token_a_forwarded_request_is_not_local(
+    server: Server, header: tuple[str, str]
+) -> None:
+    """Loopback-only mode: a request a proxy on this machine passed on (and said so) is
+    refused, over real HTTP from 127.0.0.1; the same request without the header is served."""
+    assert (await server.client.get("/api/generations")).status_code == 200
+    response = await server.client.get("/api/generations", headers=dict([header]))
+    assert response.status_code == 403, response.text
+    assert "loopback" in response.json()["error"]["message"]
+
+
 async def test_no_secret_ever_appears_in_logs(
     server_factory: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -754,6 +774,74 @@ async def test_sse_waits_for_an_event_committed_out_of_order(
     finally:
         await slow.close()
     assert [(i, e["kind"]) for i, e in got] == [(first, "slow"), (second, "fast")]
+
+
+async def test_many_streams_share_one_read_of_the_table(
+    web_world: World, svc: service.Service
+) -> None:
+    """Twenty streams on one server each get every event, in order, while the table is read
+    by one shared reader: the reads do not grow with the number of streams."""
+    await svc.submit(service.SubmitRequest("first"))  # ids follow the sequence from here
+    app = create_app(web_world.settings, clock=web_world.clock, run_worker=False)
+    with serving.in_thread(app, probe="/healthz", name="reelwatch-hub") as origin:
+        server_svc: service.Service = app.state.service
+        reads = 0
+        read = server_svc.events_after
+
+        async def counted(after_id: int, *, limit: int = 500) -> list[Any]:
+            nonlocal reads
+            reads += 1
+            return await read(after_id, limit=limit)
+
+        server_svc.events_after = counted  # type: ignore[method-assign]
+        start = await svc.store.last_event_id()
+        async with httpx.AsyncClient(base_url=origin, timeout=10) as client:
+            readers = [
+                asyncio.create_task(read_events(client, 6, params={"after": start}))
+                for _ in range(20)
+            ]
+            async with asyncio.timeout(10):
+                while app.state.event_hub.streams < 20:
+                    await asyncio.sleep(0.05)
+            reads = 0
+            began = time.perf_counter()
+            made = [(await svc.submit(service.SubmitRequest(f"shared {i}"))).id for i in range(3)]
+            got = await asyncio.wait_for(asyncio.gather(*readers), 15)
+            took = time.perf_counter() - began
+    for stream in got:
+        assert [e["generation_id"] for _, e in stream] == [g for g in made for _ in (0, 1)]
+        assert [i for i, _ in stream] == sorted({i for i, _ in stream})
+    # One reader: at most one read per event pushed (PostgreSQL) and one per POLL_S; twenty
+    # readers would read twenty times as often.
+    assert reads <= 6 + took / events_module.POLL_S + 4, (reads, took)
+
+
+async def test_the_hub_keeps_the_latest_events_and_a_late_stream_reads_the_table(
+    server: Server, svc: service.Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared reader holds only the latest KEPT events; a stream starting further back
+    reads the table until it reaches them, with no gap and no repeat."""
+    monkeypatch.setattr(events_module, "KEPT", 4)
+    await svc.submit(service.SubmitRequest("first"))
+    start = await svc.store.last_event_id()
+    hub = events_module.Hub(svc, asyncio.Event())
+    async with hub.joined():
+        made = [(await svc.submit(service.SubmitRequest(f"held {i}"))).id for i in range(5)]
+        async with asyncio.timeout(10):
+            while hub.last < start + 10:
+                await asyncio.sleep(0.05)
+        assert list(hub.ids) == list(range(start + 7, start + 11))
+        assert hub.floor == start + 6
+        newest, chunk = hub.after(hub.floor)
+        assert newest == start + 10
+        assert [
+            json.loads(line[5:])["generation_id"]
+            for line in chunk.decode().splitlines()
+            if line.startswith("data:")
+        ] == [made[3], made[3], made[4], made[4]]
+    assert hub.streams == 0 and hub.floor == events_module.MAX_EVENT_ID  # stopped with the last
+    late = await asyncio.wait_for(read_events(server.client, 10, params={"after": start}), 10)
+    assert [i for i, _ in late] == list(range(start + 1, start + 11))
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,9 @@ def secret_matches(header: str | None, secret: str) -> bool:
     return hmac.compare_digest(presented, secret.encode("utf-8"))
 
 
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
+
+
 def is_loopback(host: str | None) -> bool:
     if host is None:
         return False
@@ -75,7 +78,10 @@ def require_local(request: Request) -> None:
     stops cross-site form posts. Scripts and the CLI send neither header and pass.
     """
     client = request.client.host if request.client else None
-    if not is_loopback(client):
+    if not is_loopback(client) or any(h in request.headers for h in PROXY_HEADERS):
+        # A proxy on this machine would make every client look local: a request that says it
+        # was forwarded is not taken as local (a proxy that says nothing cannot be told apart,
+        # hence docs/deploying.md: behind a proxy, set the token).
         raise ApiError(
             403, "forbidden", "without REELWATCH_API_TOKEN only loopback clients are served"
         )

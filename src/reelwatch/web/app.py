@@ -107,7 +107,8 @@ def create_app(
             svc.attach_metrics(collected)
             app.state.service = svc
             app.state.metrics = collected
-            app.state.events_written = written
+            hub = events.Hub(svc, written)
+            app.state.event_hub = hub
             stop = asyncio.Event()
             worker = None
             app.state.runs_worker = False
@@ -119,6 +120,7 @@ def create_app(
                 yield
             finally:
                 stop.set()
+                await hub.close()
                 if worker is not None:
                     await worker
 
