@@ -185,3 +185,32 @@ async def test_an_unreachable_bucket_is_storage_unavailable_an_oserror() -> None
         with pytest.raises(storage.StorageUnavailable, match="s3://nowhere/p") as caught:
             await call()
         assert isinstance(caught.value, OSError), name
+
+
+EXIT_SCRIPT = """
+import asyncio, sys
+from reelwatch import storage
+
+async def main() -> None:
+    store = storage.from_url(sys.argv[1])
+    for _ in range(20):
+        await store.exists("nothing/here.mp4")
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_that_used_the_bucket_exits_cleanly(s3_url: str) -> None:
+    """obstore hands results back from its own threads: a process exiting right after its
+    last call could abort (exit 134, about one run in seven before `close` waited for them)."""
+    import subprocess
+    import sys
+
+    codes = [
+        subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, s3_url], capture_output=True, timeout=60
+        ).returncode
+        for _ in range(15)
+    ]
+    assert codes == [0] * 15
