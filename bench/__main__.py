@@ -11,6 +11,9 @@ full runs are quoted in docs/benchmarks.md.
 `python -m bench profiles [--profile lumps ...]` runs the lag and ETA-accuracy scenario per
 progress profile of the simulator (all five by default).
 
+`python -m bench scale --workers 1,2,4 [--levels 10000,20000]` runs several workers on
+PostgreSQL at each level (bench/results/scale-workers.json).
+
 `python -m bench cli` times `reelwatch --help`, the read commands and `submit` as fresh
 processes, and reads an idle worker's RSS (the start-up targets).
 
@@ -52,7 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         choices=("linear", "lumps", "easeout", "stall", "none"),
         help="profiles only: run this progress profile (repeatable; default all five)",
     )
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="scale only: comma-separated worker counts, on PostgreSQL (e.g. 1,2,4)",
+    )
+    parser.add_argument(
+        "--levels",
+        default=None,
+        help="scale --workers only: comma-separated active generation counts",
+    )
     args = parser.parse_args(argv)
+    if (args.workers or args.levels) and args.scenario != "scale":
+        parser.error("--workers and --levels apply to the scale scenario only")
+    if args.levels and not args.workers:
+        parser.error("--levels needs --workers")
     if args.profile and args.scenario != "profiles":
         parser.error("--profile applies to the profiles scenario only")
     if args.soak_seconds is not None and args.scenario != "chaos":
@@ -70,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"bench.{name}")
         if name == "profiles" and args.profile:
             path = module.run(quick=args.quick, only=tuple(args.profile))
+        elif name == "scale" and args.workers:
+            path = module.run_workers(
+                quick=args.quick,
+                workers=[int(w) for w in args.workers.split(",")],
+                levels=[int(n) for n in args.levels.split(",")] if args.levels else None,
+            )
         elif name == "lag" and args.provider is not None:
             path = module.run(quick=args.quick, provider=args.provider)
         else:
