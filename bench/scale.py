@@ -7,12 +7,14 @@ yardstick measured in the same run.
 1, 2 and 4 workers (500 active with 1 and 2 workers with --quick), every combination run.
 
 Each run gets a fresh simulator process (50 ms per request) and a fresh database into which the
-jobs are inserted as tracked (queued) generations, as `reelwatch track` would leave them; each
-job's queue time starts after the seeding is over (a job that finished before the workers
-started would count its wait as lag). Then the workers, each a `reelwatch worker` process, run
-until every generation is stored. Figures per run: detection lag, status checks per second
-(peak over 5 s windows and average, all workers together), each worker's CPU and its RSS growth
-per tracked generation (peak RSS minus the RSS of a worker idle on an empty database).
+jobs are inserted as tracked (queued) generations, as `reelwatch track` would leave them. Each
+job's queue time is counted from the workers' start, after the seeding (a job that finished
+before the workers started would count its wait as lag), so the workers meet the lag
+scenario's shape: each job queued 0-20 s from their start, then rendering 20-120 s. The
+workers, each a `reelwatch worker` process, run until every generation is stored. Figures per
+run: detection lag, status checks per second (peak over 5 s windows and average, all workers
+together), each worker's CPU and its RSS growth per tracked generation (peak RSS minus the RSS
+of a worker idle on an empty database).
 
 The yardstick: before the workers start, the same simulator is polled for `YARDSTICK_S` by the
 leanest client there is (an aiohttp loop, 256 requests in flight, answers read and dropped).
@@ -52,27 +54,23 @@ PG_LEVELS = (10_000, 20_000, 40_000)
 PG_QUICK_LEVELS = (500,)
 YARDSTICK_S = 10.0
 YARDSTICK_IN_FLIGHT = 256
-SEED_PER_S = 400  # jobs created per second while seeding, at the least (each run records it)
+SEED_PER_S = 800  # jobs created per second while seeding, at the least (each run records it)
 
 
-def workload(n: int, quick: bool) -> list[str]:
-    """The lag scenario's jobs, each queued until the seeding and the workers' start are over."""
-    offset = n / SEED_PER_S + 10.0
+def workload(n: int, quick: bool) -> list[tuple[float, float]]:
+    """Each job's queue and render seconds, counted from when the workers start (seeded: every
+    run agrees): the lag scenario's shape."""
     rng = random.Random(20261126)
     queue_max, render = (2.0, (3.0, 8.0)) if quick else (20.0, (20.0, 120.0))
-    return [
-        f"bench {i} [sim:queue={offset + rng.uniform(0, queue_max):.2f},"
-        f"render={rng.uniform(*render):.2f}]"
-        for i in range(n)
-    ]
+    return [(rng.uniform(0, queue_max), rng.uniform(*render)) for _ in range(n)]
 
 
-async def _seed(db_url: str, ids: list[str], prompts: list[str]) -> None:
-    """Insert the simulator's jobs as tracked, queued generations."""
+async def _seed(db_url: str, ids: list[str], prompts: list[str], start: float) -> None:
+    """Insert the simulator's jobs as tracked, queued generations, watched from `start`."""
     from reelwatch.models import Generation, Status
     from reelwatch.store import Store, _to_row, tables
 
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(start, UTC)
     rows = []
     for video_id, prompt in zip(ids, prompts, strict=True):
         g = Generation(
@@ -100,8 +98,11 @@ async def _seed(db_url: str, ids: list[str], prompts: list[str]) -> None:
         await store.close()
 
 
-async def _create(base_url: str, prompts: list[str]) -> list[str]:
-    """Create the jobs at the simulator, 200 at a time (the seeding's pace, SEED_PER_S)."""
+async def _create(
+    base_url: str, jobs: list[tuple[float, float]], start: float | None = None
+) -> tuple[list[str], list[str]]:
+    """Create the jobs at the simulator, 200 at a time; (their ids, their prompts). With
+    `start` (a time.time()), each job's queue is counted from then, whenever it is created."""
     import aiohttp
 
     limit = asyncio.Semaphore(200)
@@ -109,13 +110,17 @@ async def _create(base_url: str, prompts: list[str]) -> list[str]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
 
-        async def one(prompt: str) -> str:
-            async with limit, session.post(f"{base_url}/videos", json={"prompt": prompt}) as r:
-                r.raise_for_status()
-                video_id: str = (await r.json())["id"]
-                return video_id
+        async def one(i: int, queue_s: float, render_s: float) -> tuple[str, str]:
+            async with limit:
+                ahead = max(0.0, start - time.time()) if start is not None else 0.0
+                prompt = f"bench {i} [sim:queue={ahead + queue_s:.2f},render={render_s:.2f}]"
+                async with session.post(f"{base_url}/videos", json={"prompt": prompt}) as r:
+                    r.raise_for_status()
+                    video_id: str = (await r.json())["id"]
+                    return video_id, prompt
 
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        made = await asyncio.gather(*(one(i, q, r) for i, (q, r) in enumerate(jobs)))
+        return [v for v, _ in made], [p for _, p in made]
 
 
 async def _yardstick(base_url: str, ids: list[str], seconds: float) -> dict[str, Any]:
@@ -242,7 +247,7 @@ def _wait_stored(db_url: str, timeout_s: float) -> dict[str, float | None]:
 
 
 def level(n: int, quick: bool, *, workers: int = 1, database: str = "sqlite") -> dict[str, Any]:
-    prompts = workload(n, quick)
+    jobs = workload(n, quick)
     with (
         tempfile.TemporaryDirectory(prefix="bench-scale-") as folder,
         _database(database, Path(folder)) as db_url,
@@ -262,13 +267,16 @@ def level(n: int, quick: bool, *, workers: int = 1, database: str = "sqlite") ->
         }
         idle = _idle_rss(env)
         # The yardstick polls jobs of its own that never finish while it runs.
-        yard_ids = asyncio.run(_create(base_url, ["yardstick [sim:queue=600]"] * 500))
+        yard_ids, _ = asyncio.run(_create(base_url, [(600.0, 60.0)] * 500))
         yardstick = asyncio.run(_yardstick(base_url, yard_ids, 3.0 if quick else YARDSTICK_S))
         print(f"scale: yardstick {yardstick['requests_per_s']}/s", file=sys.stderr)
-        seeding = time.monotonic()
-        ids = asyncio.run(_create(base_url, prompts))
-        asyncio.run(_seed(db_url, ids, prompts))
-        seeded_s = time.monotonic() - seeding
+        # The workers start at `start`; every job leaves the queue its own queue time after it.
+        seeding = time.time()
+        start = seeding + n / SEED_PER_S + 5.0
+        ids, prompts = asyncio.run(_create(base_url, jobs, start))
+        asyncio.run(_seed(db_url, ids, prompts, start))
+        seeded_s = time.time() - seeding
+        time.sleep(max(0.0, start - time.time()))
         rates: list[tuple[float, int]] = []
         stop = threading.Event()
 
@@ -335,7 +343,7 @@ def level(n: int, quick: bool, *, workers: int = 1, database: str = "sqlite") ->
         "wall_s": round(wall, 1),
         "seeding_s": round(seeded_s, 1),
         # True when jobs could finish before the workers started (their wait counted as lag).
-        "seeding_overran": seeded_s > n / SEED_PER_S + 5,
+        "seeding_overran": seeded_s > n / SEED_PER_S + 5.0,
         "idle_rss_mib": round(idle, 1),
         "peak_rss_mib": [round(s.peak, 1) for s in samplers],
         "rss_per_generation_kib": round((max(s.peak for s in samplers) - idle) * 1024 / n, 2),

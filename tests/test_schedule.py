@@ -350,3 +350,46 @@ def test_a_firmly_known_end_with_history_gets_no_extra_look() -> None:
     g = generation(status=Status.IN_PROGRESS, started_at=at(10), started_after=at(10))
     interval = schedule.poll_interval_s(g, at(20), BIG, history=history)
     assert 50.0 <= interval <= 51.5
+
+
+def _short_history() -> predict.History:
+    """Renders of 20-50 s (early in a run of mixed lengths, only the short ones have ended),
+    whose percent moved in a straight line."""
+    rng = random.Random(3)
+    runs = [
+        predict.Run(1.0, rng.uniform(20.0, 50.0), ((0.25, 25), (0.5, 50), (0.75, 75)))
+        for _ in range(100)
+    ]
+    return predict.History(runs)
+
+
+def test_past_every_run_but_its_own_percent_says_it_ends_soon_gets_the_aimed_look() -> None:
+    """A render 55 s long, past every run of the history, at 97 % and moving: looked at when
+    its own rate says it ends (about 1.7 s), not thinned like a stuck one (up to 15 s)."""
+    history = _short_history()
+    g = dataclasses.replace(
+        rendering(97, started_s=4, started_progress=1, seen_s=57.7), started_after=at(0)
+    )
+    now = at(57.7)
+    assert predict.forecast(g, now, history).overdue_s > 0
+    eta = g.eta_seconds(now)
+    assert eta is not None and 0 < eta < 3
+    interval = schedule.poll_interval_s(g, now, BIG, history=history)
+    assert interval <= eta + schedule.FINISH_SLACK_S
+
+
+def test_past_every_run_and_its_percent_stopped_is_thinned() -> None:
+    """The same render whose percent stopped at 40 % long ago: its own rate's end has passed,
+    so looks thin out (stuck or slow)."""
+    history = _short_history()
+    g = dataclasses.replace(
+        rendering(40, started_s=4, started_progress=1, seen_s=20), started_after=at(0)
+    )
+    now = at(90)
+    forecast = predict.forecast(g, now, history)
+    assert forecast.overdue_s > 0
+    eta = g.eta_seconds(now)
+    assert eta is None or eta <= 0
+    interval = schedule.poll_interval_s(g, now, BIG, history=history)
+    expected = min(BIG.poll_max_s, schedule.OVERDUE_MAX_S)
+    assert interval == pytest.approx(max(BIG.poll_min_s, min(expected, forecast.overdue_s / 3)))

@@ -77,6 +77,11 @@ def poll_interval_s(
         return _aimed(generation, eta, policy)  # its own progress rate says when it ends
     if forecast.remaining is not None:
         if forecast.overdue_s > 0:
+            if eta is not None and eta > 0:
+                # Past every render the history holds, but its own percent still moves and
+                # says when it ends: early in a run the history holds only the short renders
+                # (the long ones have not finished yet), so a long one is "past" them all.
+                return _aimed(generation, eta, policy)
             # Past what history allows and no rate of its own says otherwise: stuck or slow,
             # looks thin out (a webhook still wakes it at once).
             ceiling = min(policy.poll_max_s, OVERDUE_MAX_S)
