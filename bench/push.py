@@ -1,13 +1,16 @@
-"""Scenario `push`: how soon an event committed by one process reaches a live stream served by
-another, on PostgreSQL (LISTEN/NOTIFY), and what the table poll alone would give.
+"""Scenario `push`: how soon an event committed by one process reaches the live streams served
+by another, on PostgreSQL (LISTEN/NOTIFY), from one stream up to a thousand.
 
-`python -m bench.push [--events 300] [--clients 1,50]`: a fresh PostgreSQL database, `reelwatch
-serve --no-worker` as its own process, and this process as both the writer (its own `Store`,
-one generation created at a time, 20-80 ms apart) and the browsers (`--clients` SSE streams
-read with httpx). Delivery time is from the writer's commit returning to the event's arrival on
-each stream (one clock: same machine). The server's streams also read the table every 0.5 s
-(`web/events.py` POLL_S), so without push the delivery time would spread over 0-0.5 s plus the
-read: a p99 far below 0.5 s shows the push at work.
+`python -m bench.push [--events 300] [--clients 1,50,1000]`: a fresh PostgreSQL database,
+`reelwatch serve --no-worker` as its own process, this process as the writer (its own `Store`,
+one generation created at a time, 20-80 ms apart), and the browsers in their own processes
+(`python -m bench.push client`, up to 250 streams each, a minimal aiohttp reader that only
+notes when each generation's first event arrives). Delivery time is from the writer's commit
+returning to the event's arrival on each stream; every process reads the same monotonic clock
+(CLOCK_MONOTONIC: same machine). The server's CPU seconds over the writing are recorded, and
+the readers' too, to show whether they kept up. The server's shared reader also looks at the
+table every 0.5 s (`web/events.py` POLL_S), so without push the delivery would spread over
+0-0.5 s plus the read: a p99 far below 0.5 s shows the push at work.
 """
 
 from __future__ import annotations
@@ -52,30 +55,71 @@ async def _listening(url: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _stream(origin: str, arrivals: dict[str, float], ready: asyncio.Event) -> None:
-    """One browser: read `event: generation` messages, note when each generation's arrives."""
-    async with (
-        httpx.AsyncClient(base_url=origin, timeout=httpx.Timeout(10, read=60)) as client,
-        client.stream("GET", "/api/events") as response,
-    ):
-        ready.set()
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                arrivals.setdefault(event["generation_id"], time.perf_counter())
+STREAMS_PER_PROCESS = 250
 
 
-async def _measure(url: str, origin: str, events: int, clients: int) -> dict[str, Any]:
+async def _clients(origin: str, streams: int) -> None:
+    """A reader process: `streams` SSE streams; prints "ready" once all are open, then, when
+    its stdin closes, the arrivals as JSON ({generation id: [monotonic time per stream]})."""
+    import aiohttp
+
+    arrivals: dict[str, list[float]] = {}
+    opened = 0
+    all_open = asyncio.Event()
+
+    async def stream(session: aiohttp.ClientSession) -> None:
+        nonlocal opened
+        async with session.get(f"{origin}/api/events") as response:
+            response.raise_for_status()
+            opened += 1
+            if opened == streams:
+                all_open.set()
+            seen: set[str] = set()
+            async for line in response.content:
+                if line.startswith(b"data:"):
+                    gid = json.loads(line[5:])["generation_id"]
+                    if gid not in seen:
+                        seen.add(gid)
+                        arrivals.setdefault(gid, []).append(time.monotonic())
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [asyncio.create_task(stream(session)) for _ in range(streams)]
+        await asyncio.wait_for(all_open.wait(), 120)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(arrivals), flush=True)
+
+
+def _start_readers(origin: str, clients: int) -> list[subprocess.Popen[str]]:
+    procs = []
+    for first in range(0, clients, STREAMS_PER_PROCESS):
+        count = min(STREAMS_PER_PROCESS, clients - first)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.push", "client", origin, str(count)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a reader process did not open its streams")
+    return procs
+
+
+async def _write(url: str, events: int) -> dict[str, float]:
+    """Create `events` generations one at a time; the monotonic time each commit returned."""
     store = await Store.open(url)
-    arrivals = [dict[str, float]() for _ in range(clients)]
-    ready = [asyncio.Event() for _ in range(clients)]
-    readers = [asyncio.create_task(_stream(origin, arrivals[i], ready[i])) for i in range(clients)]
+    rng = random.Random(7)
+    committed: dict[str, float] = {}
     try:
-        for r in ready:
-            await asyncio.wait_for(r.wait(), 30)
-        await asyncio.sleep(1.0)  # every stream has read the table once and waits
-        rng = random.Random(7)
-        committed: dict[str, float] = {}
         for i in range(events):
             now = datetime.now(UTC)
             g = Generation(
@@ -93,27 +137,44 @@ async def _measure(url: str, origin: str, events: int, clients: int) -> dict[str
                 next_poll_at=now,
             )
             claim = await store.create(g, NewEvent("created"), owner="bench", now=now, lease_s=60)
-            committed[g.id] = time.perf_counter()
+            committed[g.id] = time.monotonic()
             await store.release([claim])
             await asyncio.sleep(rng.uniform(0.02, 0.08))
-        await asyncio.sleep(2.0)  # the last ones arrive
     finally:
-        for task in readers:
-            task.cancel()
-        for task in readers:
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                await task
         await store.close()
-    delays_ms = [
-        1000 * (got[gid] - at) for got in arrivals for gid, at in committed.items() if gid in got
-    ]
-    missing = sum(1 for got in arrivals for gid in committed if gid not in got)
+    return committed
+
+
+def _measure(url: str, origin: str, server_pid: int, events: int, clients: int) -> dict[str, Any]:
+    readers = _start_readers(origin, clients)
+    arrivals: dict[str, list[float]] = {}
+    try:
+        time.sleep(1.0)  # every stream has joined and waits
+        server_cpu = common.cpu_seconds(server_pid)
+        readers_cpu = sum(common.cpu_seconds(p.pid) for p in readers)
+        began = time.monotonic()
+        committed = asyncio.run(_write(url, events))
+        time.sleep(2.0)  # the last ones arrive
+        wall = time.monotonic() - began
+        server_cpu = common.cpu_seconds(server_pid) - server_cpu
+        readers_cpu = sum(common.cpu_seconds(p.pid) for p in readers) - readers_cpu
+    finally:
+        for proc in readers:
+            out, _ = proc.communicate(timeout=120)
+            for gid, times in json.loads(out.strip().splitlines()[-1] or "{}").items():
+                arrivals.setdefault(gid, []).extend(times)
+    delays_ms = [1000 * (t - at) for gid, at in committed.items() for t in arrivals.get(gid, [])]
     return {
         "clients": clients,
+        "reader_processes": len(readers),
         "events": events,
         "deliveries": len(delays_ms),
-        "missing": missing,
+        "missing": events * clients - len(delays_ms),
         "delivery_ms": common.summary(delays_ms),
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_share": round(server_cpu / wall, 2),
+        "readers_cpu_s": round(readers_cpu, 2),
+        "wall_s": round(wall, 1),
     }
 
 
@@ -152,7 +213,7 @@ def run(events: int, client_counts: list[int], *, quick: bool = False) -> Path:
                     _wait_http(origin + "/healthz")
                     asyncio.run(_listening(url))
                     for clients in client_counts:
-                        got = asyncio.run(_measure(url, origin, events, clients))
+                        got = _measure(url, origin, server.pid, events, clients)
                         print(f"push: {got}", file=sys.stderr)
                         results.append(got)
                 finally:
@@ -177,9 +238,12 @@ def _wait_http(address: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["client"]:
+        asyncio.run(_clients(sys.argv[2], int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(prog="python -m bench.push")
     parser.add_argument("--events", type=int, default=300)
-    parser.add_argument("--clients", default="1,50", help="comma-separated stream counts")
+    parser.add_argument("--clients", default="1,50,1000", help="comma-separated stream counts")
     parser.add_argument("--quick", action="store_true", help="20 events, 1 and 5 streams (CI)")
     args = parser.parse_args()
     if args.quick:
