@@ -393,9 +393,10 @@ def run_workers(quick: bool, workers: list[int], levels: list[int] | None = None
                 f" {figures['yardstick']['requests_per_s']}/s",
                 file=sys.stderr,
             )
-    path = common.write(
-        "scale-workers", {"runs": results, "targets": _targets(results)}, quick=quick
-    )
+            # Written after every run: a long run stopped midway keeps what it measured.
+            path = common.write(
+                "scale-workers", {"runs": results, "targets": _targets(results)}, quick=quick
+            )
     if not quick:
         _plot(results)
     return path

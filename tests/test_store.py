@@ -22,6 +22,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from reelwatch import exceptions, lifecycle
+from reelwatch import store as store_module
 from reelwatch.models import (
     ACTIVE,
     TERMINAL,
@@ -1064,6 +1065,46 @@ async def test_listen_hears_other_stores_commits_on_postgresql(
         assert await asyncio.wait_for(heard.get(), 5) == "reset fal"
         assert heard.empty()  # neither the claim nor the refused decision notified anyone
     finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
+async def test_a_shared_transaction_sends_each_notification_once(
+    store: Store, other_store: Store
+) -> None:
+    """A group commit of many events sends one NOTIFY per distinct "<kind> <provider>" (the
+    rest would be folded by PostgreSQL anyway), and a later transaction sends again; the
+    listener hears each payload once per transaction."""
+    if store.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's")
+    gens = [await add(other_store, provider="fal") for _ in range(4)]
+    sent: list[str] = []
+
+    def spy(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "pg_notify" in statement:
+            sent.append(statement)
+
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listening = asyncio.create_task(store.listen(heard.put_nowait))
+    sa.event.listen(other_store._sync_engine, "before_cursor_execute", spy)
+    try:
+        assert await asyncio.wait_for(heard.get(), 10) == ""
+
+        def write(conn: Any) -> None:
+            for g in gens:
+                store_module._append(conn, g, NewEvent("progress"), at(1))
+            store_module._append(conn, gens[0], NewEvent("status"), at(1))
+
+        for _ in range(2):
+            await other_store._group.run(write)
+        assert len(sent) == 4  # two payloads, two transactions
+        got = [await asyncio.wait_for(heard.get(), 5) for _ in range(4)]
+        assert sorted(got) == ["progress fal", "progress fal", "status fal", "status fal"]
+        await asyncio.sleep(0.2)
+        assert heard.empty()
+    finally:
+        sa.event.remove(other_store._sync_engine, "before_cursor_execute", spy)
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listening
