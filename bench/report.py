@@ -115,12 +115,48 @@ def scale() -> str:
             f"| {r['active_generations']} | {r['stored']} | {_f(r['lag_s']['median'])} | "
             f"{_f(r['lag_s']['p99'])} | {_f(r['status_checks_per_s_peak'], 1)} | "
             f"{_f(r['status_checks_per_s_mean'], 1)} | "
-            f"{_f(r['cpu_s'], 1)} / {_f(r['wall_s'], 1)} | "
-            f"{_f(r['idle_rss_mib'], 1)} | {_f(r['peak_rss_mib'], 1)} | "
+            f"{_f(_first(r['cpu_s']), 1)} / {_f(r['wall_s'], 1)} | "
+            f"{_f(r['idle_rss_mib'], 1)} | {_f(_first(r['peak_rss_mib']), 1)} | "
             f"{_f(r['rss_per_generation_kib'])} | {_f(r['simulator_cpu_share'], 3)} |"
         )
     rows.append("")
     rows += [f"- target `{k}`: {'met' if v else 'not met'}" for k, v in data["targets"].items()]
+    return "\n".join(rows) + _measured(data)
+
+
+def _first(value: Any) -> Any:
+    """One worker's figure: runs since the multi-worker harness record a list per worker."""
+    return value[0] if isinstance(value, list) else value
+
+
+def scale_workers() -> str:
+    data = _load("scale-workers")
+    if data is None:
+        return "(no scale-workers results)"
+    rows = [
+        "| active | workers | stored | median lag (s) | p99 lag (s) | checks/s (peak 5 s) "
+        "| mean checks/s | yardstick (req/s) | peak / yardstick | per worker / yardstick "
+        "| CPU per worker (s) | wall (s) | peak RSS per worker (MiB) | idle RSS (MiB) "
+        "| simulator CPU share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["runs"]:
+        ratio = r["ratio_to_yardstick"]
+        per_worker = None if ratio is None else ratio / r["workers"]
+        rows.append(
+            f"| {r['active_generations']:,} | {r['workers']} | {r['stored']:,} | "
+            f"{_f(r['lag_s']['median'])} | {_f(r['lag_s']['p99'])} | "
+            f"{_f(r['status_checks_per_s_peak'], 1)} | {_f(r['status_checks_per_s_mean'], 1)} | "
+            f"{_f(r['yardstick']['requests_per_s'], 0)} | {_f(ratio)} | {_f(per_worker)} | "
+            f"{' / '.join(_f(c, 1) for c in r['cpu_s'])} | {_f(r['wall_s'], 1)} | "
+            f"{' / '.join(_f(m, 1) for m in r['peak_rss_mib'])} | {_f(r['idle_rss_mib'], 1)} | "
+            f"{_f(r['simulator_cpu_share'], 3)} |"
+        )
+    rows.append("")
+    rows += [
+        f"- `{k}`: {v if not isinstance(v, bool) else ('met' if v else 'not met')}"
+        for k, v in data["targets"].items()
+    ]
     return "\n".join(rows) + _measured(data)
 
 
@@ -305,6 +341,7 @@ def main() -> None:
         ("profiles: summary rows", profiles_summary),
         ("lag per provider", lag_providers),
         ("scale", scale),
+        ("scale, several workers", scale_workers),
         ("download", download),
         ("api", api),
     )
