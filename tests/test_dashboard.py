@@ -240,9 +240,13 @@ async def test_admin_reset_retry_with_cost_and_cancel(site: Site, page: Page) ->
         "[sim:fail=moderation_blocked,queue=0,render=0.5] refused", seconds=8
     )
     await site.wait_for(failed["id"], "failed")
-    await site.wait_for(stuck["id"], "in_progress")
-    await site.wait_for(doomed["id"], "in_progress")
-    await asyncio.sleep(1.5)  # let the stuck job report its frozen progress
+    # Each has been seen at the percent it freezes at (under load the worker's look can come
+    # seconds after the job got there): after the jump below no look can show a change.
+    async with asyncio.timeout(30):
+        while (await site.get(stuck["id"]))["progress"] < 40:
+            await asyncio.sleep(0.2)
+        while (await site.get(doomed["id"]))["progress"] < 10:
+            await asyncio.sleep(0.2)
     site.advance(200)  # no progress change for longer than the stuck threshold
     await page.goto(site.origin + "/admin")
     stuck_row = page.locator(f'section:has(#stuck-title) tr[data-generation="{stuck["id"]}"]')
