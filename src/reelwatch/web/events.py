@@ -92,7 +92,6 @@ class Hub:
         self.floor = MAX_EVENT_ID  # nothing is held until the reader has started
         self.last = MAX_EVENT_ID
         self.changed = asyncio.Event()
-        self.reads = 0  # table reads by the shared reader (the benchmark and tests count them)
 
     @contextlib.asynccontextmanager
     async def joined(self) -> AsyncIterator[None]:
@@ -141,7 +140,6 @@ class Hub:
                 await asyncio.sleep(min(30.0, POLL_S * 2**failures))
                 continue
             failures = 0
-            self.reads += 1
             passed = list(gaps.in_order(events, self.last))
             for event in passed:
                 if len(self.ids) == KEPT:
