@@ -11,11 +11,12 @@ Figures per contender: detection lag (provider completion -> stored) median and 
 requests per generation, CPU seconds and peak RSS of the contender's process, and the
 simulator's CPU share.
 
-`--provider replicate|fal` runs the two reelwatch contenders against that dialect of the
+`--provider replicate|fal|veo` runs the two reelwatch contenders against that dialect of the
 simulator instead (the baseline and the SDK helper speak OpenAI only) and writes
 bench/results/lag-<provider>.json; a status request is then a `GET /v1/predictions/{id}`
-(Replicate) or a `GET .../requests/{id}/status` (fal; its result GET, one per completed
-generation, is counted apart as `result_requests`).
+(Replicate), a `GET .../requests/{id}/status` (fal; its result GET, one per completed
+generation, is counted apart as `result_requests`) or a `GET v1beta/models/{m}/operations/{id}`
+(Veo on the Gemini API, which tells no progress at all).
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ from bench import common
 
 KEY = "sk-bench"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789").decode()
-PROVIDERS = ("openai", "replicate", "fal")
+PROVIDERS = ("openai", "replicate", "fal", "veo")
 # The simulator's route names (GET /_sim/stats) of a status check, and of fal's result GET.
-STATUS_ROUTES = {"openai": "retrieve", "replicate": "replicate.get", "fal": "fal.status"}
+STATUS_ROUTES = {
+    "openai": "retrieve",
+    "replicate": "replicate.get",
+    "fal": "fal.status",
+    "veo": "veo.get",  # the Gemini API's operation GET (the file GET is not a status check)
+}
 RESULT_ROUTES = {"fal": "fal.result"}
 # Provider credentials a developer's shell may hold: the contenders get only the bench's own.
 _PROVIDER_VARIABLES = (
@@ -58,6 +64,17 @@ _PROVIDER_VARIABLES = (
     "FAL_KEY",
     "REELWATCH_FAL_QUEUE_URL",
     "REELWATCH_FAL_JWKS_URL",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_GENAI_USE_ENTERPRISE",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_VERTEX_BASE_URL",
+    "REELWATCH_VEO_WEBHOOK_SECRET",
+    "REELWATCH_VEO_DYNAMIC_WEBHOOKS",
+    "REELWATCH_VEO_JWKS_URL",
     "REELWATCH_PROVIDER",
     "REELWATCH_PROVIDER_CONFIG",
     "REELWATCH_PUBLIC_URL",
@@ -166,7 +183,9 @@ def provider_config(provider: str, origin: str, *, webhooks: bool) -> dict[str, 
     from reelwatch.simulator import samples
 
     config = dict(samples.client_config(origin, KEY)[provider])
-    if webhooks and provider != "fal":
+    if webhooks and provider == "veo":
+        config["dynamic_webhooks"] = True  # an RS256 JWT per delivery, checked with its JWKS
+    elif webhooks and provider != "fal":
         config["webhook_secret"] = WEBHOOK_SECRET
     return config
 

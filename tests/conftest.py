@@ -37,7 +37,7 @@ PG_ADMIN_URL = os.environ.get(
 # that needs it starts its own.
 S3_ENDPOINT = os.environ.get("REELWATCH_TEST_S3_ENDPOINT")
 S3_BUCKET = "reelwatch-test"
-SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_", "REPLICATE_", "FAL_", "AWS_")
+SCRUBBED_PREFIXES = ("REELWATCH_", "OPENAI_", "REPLICATE_", "FAL_", "AWS_", "GOOGLE_", "GEMINI_")
 SCRUBBED_NAMES = ("CRON_SECRET",)
 
 

@@ -27,6 +27,7 @@ from reelwatch import assembly, clock, exceptions, service, simulator
 from reelwatch.models import ErrorInfo, Generation, Status, Variant
 from reelwatch.providers.base import CreateRequest, WebhookRejected
 from reelwatch.simulator import replicate as sim_replicate
+from reelwatch.simulator import veo as sim_veo
 from tests.conftest import World, image_file, make_settings
 
 TOKEN = "sk-test"
@@ -35,6 +36,8 @@ REPLICATE_SECRET = "whsec_" + base64.b64encode(b"contract-replicate-secret-0123"
 FAL_SEED = "11" * 32  # the simulator signs fal deliveries with this Ed25519 seed
 WRONG_SEED = "22" * 32
 WRONG_SECRET = "whsec_" + base64.b64encode(b"not-the-secret-at-all-01234567").decode()
+VEO_SECRET = "whsec_" + base64.b64encode(b"contract-veo-secret-0123456789").decode()
+VEO_PROJECT = "reelwatch-test"
 LIFETIME_S = 600.0  # the simulator's copy of a finished video lives this long (OpenAI, fal)
 
 
@@ -486,3 +489,203 @@ class TestFal(Contract):
             "X-Fal-Webhook-Signature": signature,
         }
         return headers, body
+
+
+class _Veo(Contract):
+    """Veo: both ways in share the words; each says how it is reached."""
+
+    name = "veo"
+    create_route = "veo.create"
+    moderation_code = "moderation_blocked"
+    unknown_word = "paused"
+    lists = False  # no list of operations: a lost create goes to a person
+    cancels = False
+
+    async def test_a_dropped_create_is_sent_once_never_again_by_the_sdk(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """The SDK's aiohttp path resends a request after a dropped connection; reelwatch
+        hands it an httpx client, so the create goes out once and a person decides."""
+        world.sim.sim.inject(self.create_route, "drop")
+        g = await self.submit(svc, "[sim:queue=0,render=30] dropped")
+        after = await self.settle(
+            svc, world, g.id, until=lambda g: not g.submit_ambiguous or g.terminal
+        )
+        assert self.requests(world, self.create_route) == 1
+        assert world.sim.sim.stats()["creates"] <= 1
+        assert after.status is Status.FAILED and after.error is not None
+        assert after.error.code == "create_unknown"
+
+    async def test_an_error_operation_fails_with_the_rpc_code_name(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=2,fail=deadline_exceeded] slow")
+        assert (await self.failure(svc, world, g.id)).code == "deadline_exceeded"
+
+    async def test_rendering_words_come_from_history_not_a_percent(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=600] no percent")
+        assert svc.view(g)["step"] == "Queued at Google"
+        running = await self.settle(
+            svc, world, g.id, until=lambda g: g.status is Status.IN_PROGRESS
+        )
+        assert running.progress == 0
+        assert svc.view(running)["step"] == "Rendering (Google shows no progress)"
+
+
+class TestVeoGemini(_Veo):
+    poll_route = "veo.get"
+    files_route = "veo.files"
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        return {
+            "api_key": TOKEN,
+            "gemini_base_url": sim.veo_gemini_url,
+            "webhook_secret": VEO_SECRET,
+        }
+
+    def job_name(self, model: str, job_id: str) -> str:
+        return f"models/{model}/operations/{job_id}"
+
+    def delivery(
+        self, job_id: str, *, at: datetime, forged: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        name = f"models/veo-3.1-fast-generate-001/operations/{job_id}"
+        body = {"type": "video.generated", "version": "v1", "data": {"id": name}}
+        return _standard_delivery(VEO_SECRET, body, at, forged)
+
+    async def test_a_parameter_only_vertex_takes_is_refused_before_anything_is_sent(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await svc.submit(
+            service.SubmitRequest(
+                "[sim:queue=0,render=2] x", provider=self.name, params={"seed": 7}
+            )
+        )
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.FAILED and done.error is not None
+        assert done.error.code == "invalid_params" and "seed" in done.error.message
+        assert self.requests(world, self.create_route) == 0
+
+    async def test_the_file_is_fetched_with_the_key_which_stays_on_the_api_host(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=3] a file")
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED and done.remote["result"] == "file"
+        assert done.expires_at is not None  # the Gemini API keeps files two days
+        assert self.requests(world, "veo.files") == 1  # with the key: answered by a redirect
+        assert self.requests(world, "veo.media") == 1  # the redirect followed
+        assert self.requests(world, "veo.media_with_key") == 0
+
+    async def test_a_per_request_webhook_is_a_jwt_the_published_keys_verify(
+        self, world: World
+    ) -> None:
+        dynamic = {
+            **self.provider_config(world.sim),
+            "dynamic_webhooks": True,
+            "jwks_url": world.sim.veo_jwks_url,
+        }
+        public = "http://127.0.0.1:9"
+        hooked = world.with_settings(provider_config={self.name: dynamic}, public_url=public)
+        async with assembly.open_service(hooked.settings, clock=world.clock) as svc:
+            g = await self.submit(svc, "[sim:queue=0,render=600] told")
+            sim = world.sim.sim
+            found = sim.find(g.video_id or "", sim.clock.now(), dialect=sim_veo.GEMINI)
+            assert found is not None
+            job = found[0]
+            assert job.extra["webhook_uris"] == [f"{public}/api/webhooks/veo"]
+            now = world.clock.now().timestamp()
+
+            def signed(bad: bool = False) -> tuple[dict[str, str], bytes]:
+                # Signed by the simulator's own RS256 code, not PyJWT (which reelwatch uses).
+                delivery = sim_veo.delivery(sim, job, "dynamic:0", now)
+                assert delivery is not None
+                _, headers = delivery.target(int(now), bad)  # type: ignore[misc]
+                return headers, delivery.body
+
+            assert await svc.webhook(self.name, *signed()) == "applied"
+            with pytest.raises(WebhookRejected):
+                await svc.webhook(self.name, *signed(bad=True))
+            sim.rotate_veo_key()  # a key the verifier has not seen: fetched again, once
+            with pytest.raises(WebhookRejected, match="kid"):  # not within 30 s of the last
+                await svc.webhook(self.name, *signed())
+            assert self.requests(world, "veo.jwks") == 1
+            world.advance(31)
+            now = world.clock.now().timestamp()
+            assert await svc.webhook(self.name, *signed()) == "applied"
+            assert self.requests(world, "veo.jwks") == 2
+
+
+class TestVeoVertex(_Veo):
+    poll_route = "veo.fetch"
+    files_route = "veo.gcs"  # inline videos come with the operation; bucket ones from here
+
+    def provider_config(self, sim: simulator.RunningSimulator) -> dict[str, Any]:
+        return {
+            "use_vertexai": True,
+            "project": VEO_PROJECT,
+            "location": "us-central1",
+            "access_token": TOKEN,
+            "vertex_base_url": sim.veo_vertex_url,
+            "storage_url": sim.veo_storage_url,
+        }
+
+    def job_name(self, model: str, job_id: str) -> str:
+        return (
+            f"projects/{VEO_PROJECT}/locations/us-central1/publishers/google/models/"
+            f"{model}/operations/{job_id}"
+        )
+
+    async def test_webhooks_signed_right_count_once_the_rest_are_refused(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """Vertex sends no HTTP webhooks (Pub/Sub only): none is taken."""
+        assert self.name not in svc.verifiers
+        with pytest.raises(exceptions.ConfigError, match="not set up"):
+            await svc.webhook(self.name, {}, b"{}")
+
+    async def test_a_copy_that_expired_before_it_was_fetched_fails_as_asset_expired(
+        self, svc: service.Service, world: World
+    ) -> None:
+        """The bucket copy (with storage_uri): the inline one lives in the operation."""
+        world.sim.sim.inject(self.files_route, "server_error", count=-1)
+        g = await svc.submit(
+            service.SubmitRequest(
+                "[sim:queue=0,render=2] too late",
+                provider=self.name,
+                params={"storage_uri": "gs://reelwatch-test/out"},
+            )
+        )
+        await self.settle(svc, world, g.id, until=lambda g: g.status is Status.DOWNLOADING)
+        world.advance(self.keeps_assets_s + 60)
+        world.sim.sim.reset_faults()
+        assert (await self.failure(svc, world, g.id)).code == "asset_expired"
+
+    async def test_polls_are_fetch_predict_operation_never_a_get(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await self.submit(svc, "[sim:queue=0,render=4] inline")
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED
+        assert done.remote["result"] == "inline"
+        assert self.requests(world, "veo.fetch") >= 2  # the looks, and the read of the video
+        assert self.requests(world, "veo.vertex_get") == 0
+
+    async def test_a_bucket_result_is_read_with_the_token(
+        self, svc: service.Service, world: World
+    ) -> None:
+        g = await svc.submit(
+            service.SubmitRequest(
+                "[sim:queue=0,render=3] to a bucket",
+                provider=self.name,
+                params={"storage_uri": "gs://reelwatch-test/out"},
+            )
+        )
+        done = await self.settle(svc, world, g.id)
+        assert done.status is Status.COMPLETED, done
+        assert done.remote["gcs_uri"].startswith("gs://reelwatch-test/out/")
+        video = done.assets[Variant.VIDEO]
+        assert video.sha256 == world.sim.sim.expected_sha256(done.video_id or "")
+        assert self.requests(world, "veo.gcs") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from reelwatch import presenter
+from reelwatch import predict, presenter
 from reelwatch.models import Event, Generation, Status
 
 
@@ -117,3 +117,21 @@ def test_the_eta_object_of_the_contract_is_a_range_with_its_source() -> None:
         rendering(video_id=None, status=Status.PENDING, submitted_at=None, started_at=None), t0
     )
     assert pending["eta"] is None and pending["eta_seconds"] is None
+
+
+def test_the_step_says_what_is_known_without_a_percent() -> None:
+    """Veo tells only "not done": the words say where it waits and how long renders like it
+    usually take (the 10th-90th percentile of its shape's history)."""
+    queued = rendering(status=Status.QUEUED, started_at=None, started_after=None)
+    assert presenter.step(queued, None, "Google") == "Queued at Google"
+    assert presenter.step(queued, None) == "Queued at the provider"
+    running = rendering()
+    assert presenter.step(running, None, "Google") == "Rendering (Google shows no progress)"
+    history = predict.History([predict.Run(0.0, 70.0 + i) for i in range(31)])
+    assert presenter.step(running, history, "Google") == (
+        "Rendering, usually takes 1:13-1:37 for this model and length"
+    )
+    assert presenter.step(rendering(progress=40), history, "Google") == "Rendering 40%"
+    assert presenter.to_json(running, T0, history=history, host="Google")["step"].startswith(
+        "Rendering, usually takes"
+    )

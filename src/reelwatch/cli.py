@@ -291,8 +291,9 @@ def list_(
         return
     for g in page.items:
         created = presenter.iso(g.created_at) or ""
-        eta = presenter.to_json(g, now)["eta_text"] if g.active else None
-        step = f"{g.step} ({eta})" if eta else g.step
+        view = presenter.to_json(g, now, host=svc.host(g.provider))
+        eta = view["eta_text"] if g.active else None
+        step = f"{view['step']} ({eta})" if eta else view["step"]
         line = f"{g.id}  {created[:16].replace('T', ' ')}  {g.status.value:<11} {g.progress:>3}%"
         say(f"{line}  {g.model:<10} {step}")
     if page.next_cursor:

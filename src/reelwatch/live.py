@@ -55,7 +55,7 @@ async def watch(
                     if gid in finished:
                         continue
                     g = await svc.get(gid)
-                    step = logs.printable(g.step)
+                    step = logs.printable(svc.view(g)["step"])
                     progress.update(rows[gid], completed=g.progress, eta=_eta(g, svc), step=step)
                     if g.terminal:
                         finished[gid] = g

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reelwatch import predict
-from reelwatch.models import Event, Generation
+from reelwatch.models import Event, Generation, Status
 
 
 def to_json(
@@ -23,9 +23,11 @@ def to_json(
     cost_usd: float | None = None,
     served: bool = True,
     history: predict.History | None = None,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """One generation; `served` is False when no configured worker serves its endpoint;
-    `history` (finished renders of its shape) makes the ETA a range."""
+    `history` (finished renders of its shape) makes the ETA a range; `host` names who runs
+    the model ("Google") in the step's words."""
     guess = predict.estimate(g, now, history) if g.active else None
     eta = None if guess is None else guess.seconds
     high = None if guess is None else guess.high_seconds
@@ -37,7 +39,7 @@ def to_json(
         "video_id": g.video_id,
         "status": g.status.value,
         "progress": g.progress,
-        "step": g.step,
+        "step": step(g, history, host),
         "eta_seconds": None if eta is None else round(eta, 1),
         "eta_high_seconds": None if high is None else round(high, 1),
         "eta_text": None if guess is None else guess.text,
@@ -79,6 +81,21 @@ def to_json(
             for variant, asset in g.assets.items()
         },
     }
+
+
+def step(g: Generation, history: predict.History | None, host: str | None = None) -> str:
+    """The step in words. Where the provider says nothing but "not done", the words say
+    what is known: where it waits, and how long renders like it usually take."""
+    if g.status is Status.QUEUED and not g.step_detail and host:
+        return f"Queued at {host}"
+    if g.status is Status.IN_PROGRESS and g.progress == 0 and not g.step_detail:
+        typical = history.typical_render() if history is not None else None
+        if typical is not None:
+            low, high = (predict.clock(s) for s in typical)
+            return f"Rendering, usually takes {low}-{high} for this model and length"
+        if host:
+            return f"Rendering ({host} shows no progress)"
+    return g.step
 
 
 def summary_lines(view: Mapping[str, Any]) -> list[str]:

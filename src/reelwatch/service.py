@@ -435,7 +435,15 @@ class Service:
             cost_usd=self.cost(g),
             served=self.served(g),
             history=history,
+            host=self.host(g.provider),
         )
+
+    def host(self, provider: str) -> str | None:
+        """Who runs the provider's models, for the step's words (None: unknown provider)."""
+        try:
+            return self.catalogue(provider).capabilities.host
+        except exceptions.InvalidInput:
+            return None
 
     async def page(
         self,

@@ -29,6 +29,7 @@ _MODULES = {
     "openai": "reelwatch.providers.openai_catalogue",
     "replicate": "reelwatch.providers.replicate_catalogue",
     "fal": "reelwatch.providers.fal_catalogue",
+    "veo": "reelwatch.providers.veo_catalogue",
 }
 NAMES = tuple(_MODULES)
 

@@ -33,6 +33,9 @@ class AssetDelivery(enum.StrEnum):
 
     CONTENT_BY_ID = "content_by_id"  # an authenticated GET by job id (OpenAI shape)
     OUTPUT_URLS = "output_urls"  # public URLs in the result that expire (Replicate, fal)
+    # A file the result names, fetched with the API's credentials, or bytes inline in the
+    # result (Veo: the Gemini API's Files API, Vertex's inline video or the user's bucket).
+    PROVIDER_FILES = "provider_files"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Capabilities:
     asset_lifetime: str  # for people: how long the provider keeps the file
     # Takes an uploaded first-frame file; others take image URLs as params (their own names).
     input_reference: bool = False
+    # Who runs the model, for words like "Queued at Google" (None: "the provider").
+    host: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,7 @@ class Capabilities:
             "variants": [v.value for v in self.variants],
             "asset_lifetime": self.asset_lifetime,
             "input_reference": self.input_reference,
+            "host": self.host,
         }
 
 

@@ -7,14 +7,12 @@ is built; the SDK's endpoint-id rules (`AppId`) are imported where an id is read
 
 from __future__ import annotations
 
-import asyncio
 import base64 as b64
 import binascii
 import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,7 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelwatch import clock, exceptions
 from reelwatch.models import Variant
-from reelwatch.providers import base
+from reelwatch.providers import base, jwks
 from reelwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,8 +34,6 @@ if TYPE_CHECKING:
 NAME = "fal"
 DEFAULT_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 WEBHOOK_TOLERANCE_S = 300
-JWKS_TTL_S = 24 * 3600.0  # fal: cache the keys up to a day
-JWKS_REFRESH_MIN_S = 30.0  # an unverifiable delivery refreshes the keys at most this often
 
 # USD per generated second, as listed on fal's model pages in 2026-11 (estimates; override
 # with REELWATCH_PRICES).
@@ -195,20 +191,12 @@ def app_name(app: AppId) -> str:
 
 class JwksVerifier:
     """fal's webhooks: ED25519 over `{request_id}\\n{user_id}\\n{timestamp}\\n{sha256(body)}`,
-    checked against the keys fal publishes (fetched, cached a day, fetched again when no cached
-    key verifies a delivery, at most every 30 s). Written here: no library verifies fal's
-    scheme (the SDK has no helper), `cryptography` does the signature itself."""
+    checked against the keys fal publishes (`jwks.KeyCache`: cached a day, fetched again when
+    no cached key verifies a delivery, at most every 30 s). Written here: no library verifies
+    fal's scheme (the SDK has no helper), `cryptography` does the signature itself."""
 
     def __init__(self, url: str, *, timeout_s: float) -> None:
-        # httpx and cryptography are imported where they are used: reading fal's catalogue or
-        # configuration (every read command does) needs neither.
-        import httpx
-
-        self._url = url
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
-        self._keys: list[Ed25519PublicKey] = []
-        self._tried_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._keys = jwks.KeyCache(url, timeout_s=timeout_s, parse=_keys_of, owner="fal")
 
     async def verify(
         self, headers: Mapping[str, str], body: bytes, now: datetime
@@ -230,47 +218,21 @@ class JwksVerifier:
             raise base.WebhookRejected("X-Fal-Webhook-Signature is not hex") from None
         digest = hashlib.sha256(body).hexdigest()
         message = f"{request_id}\n{user_id}\n{stamp}\n{digest}".encode()
-        if not await self._verified(message, signature):
+        if not await self._verified(message, signature, now.timestamp()):
             raise base.WebhookRejected("no published key verifies X-Fal-Webhook-Signature")
         job_id, status = _webhook_body(body)
         if job_id != request_id:
             raise base.WebhookMalformed("request_id: differs from X-Fal-Webhook-Request-Id")
         return base.WebhookEvent(request_id, job_id, f"fal.{status}"[:60], terminal=True)
 
-    async def _verified(self, message: bytes, signature: bytes) -> bool:
-        await self._refresh(JWKS_TTL_S)
-        if _any_verifies(self._keys, message, signature):
+    async def _verified(self, message: bytes, signature: bytes, now: float) -> bool:
+        if _any_verifies(await self._keys.keys(now), message, signature):
             return True
-        # The keys may have rotated. Whatever arrives (forged deliveries too), that is one
-        # fetch per JWKS_REFRESH_MIN_S, failed attempts included.
-        if await self._refresh(JWKS_REFRESH_MIN_S):
-            return _any_verifies(self._keys, message, signature)
-        if not self._keys:
-            raise exceptions.ProviderUnavailable("fal's keys could not be fetched yet")
-        return False
-
-    async def _refresh(self, older_than_s: float) -> bool:
-        """Fetch the keys unless an attempt was made in the last `older_than_s` (checked under
-        the lock, so concurrent deliveries share one fetch); whether keys were read."""
-        import httpx  # see __init__
-
-        async with self._lock:
-            if self._tried_at is not None and time.monotonic() - self._tried_at < older_than_s:
-                return False
-            self._tried_at = time.monotonic()
-            try:
-                response = await self._client.get(self._url)
-                response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                if not self._keys:
-                    raise exceptions.ProviderUnavailable(f"fal's keys: {exc}") from exc
-                return False  # keep the keys we have
-            self._keys = _keys_of(document)
-            return True
+        fresh = await self._keys.refreshed(now)  # the keys may have rotated
+        return fresh is not None and _any_verifies(fresh, message, signature)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._keys.aclose()
 
 
 def _any_verifies(keys: list[Ed25519PublicKey], message: bytes, signature: bytes) -> bool:

@@ -30,7 +30,9 @@ MAX_REDIRECTS = 5
 GONE = (403, 404, 410)
 
 
-class _Download:
+class ResponseDownload:
+    """A download read from an httpx response (streamed, 1 MiB pieces)."""
+
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.content_type = response.headers.get("content-type", "application/octet-stream")
@@ -104,7 +106,7 @@ class Fetcher:
                 raise exceptions.ProviderRateLimited("download rate limited", retry_after_s=wait)
             if response.status_code >= 400:
                 raise exceptions.ProviderUnavailable(f"download: HTTP {response.status_code}")
-            yield _Download(response)
+            yield ResponseDownload(response)
         finally:
             await response.aclose()
 

@@ -1,5 +1,6 @@
 """HTTP surface of the simulator: the OpenAI Videos routes under /v1, composed with Replicate's
-(`replicate.py`, under /replicate), fal's (`fal.py`, under /fal) and the `controls` under /_sim.
+(`replicate.py`, under /replicate), fal's (`fal.py`, under /fal), Google Veo's (`veo.py`, under
+/gemini, /gemini-dl, /vertex and /gcs) and the `controls` under /_sim.
 
 Raw Starlette, one handler per operation, all state in the `Simulator`. Every handler is wrapped
 by `surface.Guard`: count the request, add the configured latency, check the credentials, answer
@@ -26,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from reelwatch.simulator import content, controls, fal, faults, jobs, replicate, surface
+from reelwatch.simulator import content, controls, fal, faults, jobs, replicate, surface, veo
 from reelwatch.simulator.config import SimConfig
 from reelwatch.simulator.surface import Headers
 
@@ -88,7 +89,11 @@ def build(sim: Simulator) -> Starlette:
         Route("/v1/videos/{video_id}/content", openai("content", api.content)),
     ]
     return _App(
-        routes=v1 + replicate.routes(sim, guard) + fal.routes(sim, guard) + controls.routes(sim),
+        routes=v1
+        + replicate.routes(sim, guard)
+        + fal.routes(sim, guard)
+        + veo.routes(sim, guard)
+        + controls.routes(sim),
         exception_handlers={HTTPException: _http_error},
         lifespan=api.lifespan,
     )
@@ -103,6 +108,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return replicate.unknown_route(request.method, path, status)
     if status != 400 and path.startswith(fal.PREFIX + "/"):
         return fal.unknown_route(request.method, path, status)
+    google = (veo.GEMINI_PREFIX, veo.MEDIA_PREFIX, veo.VERTEX_PREFIX, veo.GCS_PREFIX)
+    if status != 400 and path.startswith(tuple(prefix + "/" for prefix in google)):
+        return veo.unknown_route(request.method, path, status)
     message = f"Invalid URL ({request.method} {path})"
     if status == 400 and isinstance(exc, HTTPException):
         message = exc.detail

@@ -1,4 +1,4 @@
-"""Knobs of the simulated video APIs (OpenAI, Replicate, fal) and the clock they run on.
+"""Knobs of the simulated video APIs (OpenAI, Replicate, fal, Google Veo) and the clock they run on.
 
 `SimConfig` is a frozen record of everything a test or demo may want to tune. `SimClock` is real
 wall time plus an offset that only grows, so tests can jump ahead instead of sleeping; whoever
@@ -15,6 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reelwatch.simulator import jobs
 
@@ -88,6 +91,17 @@ class SimConfig:
     """Hex of the 32-byte Ed25519 seed fal webhooks are signed with; None: generated at start."""
     fal_user_id: str = "reelwatch-sim-user"
     """What fal webhooks carry as `X-Fal-Webhook-User-Id`."""
+    veo_webhook_url: str | None = None
+    """Where Gemini API (Veo) jobs created without `webhookConfig` announce `video.generated`,
+    signed per Standard Webhooks with `veo_webhook_secret` (a "static" webhook)."""
+    veo_webhook_secret: str | None = None
+    """The `whsec_...` secret of `veo_webhook_url`."""
+    veo_webhook_key_pem: str | None = None
+    """PEM of the RSA private key dynamic Veo webhooks (RS256 JWTs) are signed with; None: a
+    2048-bit key generated when first needed."""
+    veo_retention_s: float | None = None
+    """How long a finished Veo operation, its file and its GCS object stay readable (Google: 2
+    days for Gemini API files); None: `expires_after_s`."""
 
     def __post_init__(self) -> None:
         for name in ("queue_s", "render_s"):
@@ -138,6 +152,17 @@ class SimConfig:
                 seed = b""
             if len(seed) != 32:
                 raise ValueError("fal_webhook_key must be 64 hex digits (a 32-byte Ed25519 seed)")
+        if self.veo_retention_s is not None and not self.veo_retention_s >= 0:
+            raise ValueError("veo_retention_s must be None or a number >= 0")
+        if self.veo_webhook_secret is not None:
+            try:
+                veo_key = secret_key(self.veo_webhook_secret)
+            except (binascii.Error, ValueError):
+                veo_key = b""
+            if not veo_key:
+                raise ValueError("veo_webhook_secret must not be empty (whsec_ and base64)")
+        if self.veo_webhook_key_pem is not None:
+            _check_rsa_pem(self.veo_webhook_key_pem)
         if not self.fal_user_id:
             raise ValueError("fal_user_id must not be empty")
         if self.webhook_max_attempts < 1:
@@ -181,6 +206,16 @@ class SimConfig:
 
 DEFAULT_CONFIG = SimConfig()
 _SNAPSHOT_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+def _check_rsa_pem(pem: str) -> None:
+    """Refuse a `veo_webhook_key_pem` that is not an unencrypted RSA private key of 2048+ bits."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("veo_webhook_key_pem must be an unencrypted PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+        raise ValueError("veo_webhook_key_pem must be an RSA key of at least 2048 bits")
 
 
 def secret_key(secret: str) -> bytes:

@@ -1,5 +1,5 @@
 """Test controls under /_sim (no auth): faults, clock, shutdown mode, webhook tampering, stats,
-the fal webhook key rotation and the Replicate webhook secret.
+the fal and Veo webhook key rotations and the Replicate webhook secret.
 
 They let another process (a demo, a benchmark, the CLI) steer a simulator the way in-process tests
 steer `Simulator` directly. Bad input answers 400 in the API's error envelope.
@@ -36,6 +36,7 @@ def routes(sim: Simulator) -> list[Route]:
         Route("/_sim/shutdown", controls.set_shutdown, methods=["POST"]),
         Route("/_sim/webhooks/tamper", controls.tamper, methods=["POST"]),
         Route("/_sim/fal/rotate-key", controls.rotate_fal_key, methods=["POST"]),
+        Route("/_sim/veo/rotate-key", controls.rotate_veo_key, methods=["POST"]),
         Route("/_sim/replicate/webhook-secret", controls.replicate_secret, methods=["GET"]),
         Route("/_sim/reset", controls.reset, methods=["POST"]),
     ]
@@ -105,7 +106,8 @@ class _Controls:
 
     async def tamper(self, request: Request) -> Response:
         """POST /_sim/webhooks/tamper `{duplicate?, timestamp_offset_s?, bad_signature?,
-        dialect?}` (dialect: openai, replicate or fal; absent: the next delivery of any)."""
+        dialect?}` (dialect: openai, replicate, fal or veo-gemini; absent: the next delivery of
+        any)."""
         body = await _body(request)
         try:
             self._sim.tamper_next_webhook(**body)
@@ -117,6 +119,11 @@ class _Controls:
         """POST /_sim/fal/rotate-key: sign fal webhooks with a new key pair from now on."""
         kid = self._sim.rotate_fal_key()
         return JSONResponse({"kid": kid, "jwks": self._sim.fal_keys.jwks()})
+
+    async def rotate_veo_key(self, request: Request) -> Response:
+        """POST /_sim/veo/rotate-key: sign dynamic Veo webhooks with a new RSA key from now on."""
+        kid = self._sim.rotate_veo_key()
+        return JSONResponse({"kid": kid, "jwks": self._sim.veo_keys.jwks()})
 
     async def replicate_secret(self, request: Request) -> Response:
         """GET /_sim/replicate/webhook-secret: the secret Replicate webhooks are signed with."""

@@ -4,7 +4,8 @@ A `FaultBook` holds the faults a test asked for (`sim.inject("retrieve", "rate_l
 each request takes the faults that match its route (and video id) and consumes one use of each.
 This module also holds the answers faults produce: a 429 or 5xx in the API's error envelope, a
 response cut in half, or a connection closed without any response. Each dialect answers 429s and
-5xx in its own shape (`Answers`); the OpenAI ones live here, Replicate's and fal's in their modules.
+5xx in its own shape (`Answers`); the OpenAI ones live here, Replicate's, fal's and Veo's in their
+modules.
 """
 
 from __future__ import annotations
@@ -28,8 +29,20 @@ REPLICATE_ROUTES = frozenset(
     {"replicate.create", "replicate.get", "replicate.list", "replicate.cancel", "replicate.files"}
 )
 FAL_ROUTES = frozenset({"fal.submit", "fal.status", "fal.result", "fal.cancel", "fal.files"})
-ROUTES = OPENAI_ROUTES | REPLICATE_ROUTES | FAL_ROUTES | {"*"}
-CREATE_ROUTES = frozenset({"create", "replicate.create", "fal.submit"})
+VEO_ROUTES = frozenset(
+    {
+        "veo.create",
+        "veo.get",
+        "veo.fetch",
+        "veo.vertex_get",
+        "veo.files",
+        "veo.media",
+        "veo.gcs",
+        "veo.webhooks",
+    }
+)
+ROUTES = OPENAI_ROUTES | REPLICATE_ROUTES | FAL_ROUTES | VEO_ROUTES | {"*"}
+CREATE_ROUTES = frozenset({"create", "replicate.create", "fal.submit", "veo.create"})
 """Routes that create a job (the only ones `create_then_fail` applies to)."""
 
 

@@ -11,11 +11,11 @@ job's progress profile (`[sim:progress=lumps]`, see `PROFILES`); the Replicate a
 drawn from the same function by `progress_marks(job)`, so what a client reads in them is what the
 OpenAI dialect would report as `progress` at that moment.
 
-The same core serves every dialect (OpenAI, Replicate, fal): a job records its `dialect`, the
-dialect's own request data in `extra`, and the only two things that can change after creation --
-a cancel (`cancelled_at`, set by replacing the frozen job) and a deadline fixed at creation
-(`deadline_at`). `state_at` speaks the OpenAI words plus `cancelled` and `aborted`; each dialect
-maps them onto its own vocabulary.
+The same core serves every dialect (OpenAI, Replicate, fal, Google Veo's two): a job records its
+`dialect`, the dialect's own request data in `extra`, and the only two things that can change
+after creation -- a cancel (`cancelled_at`, set by replacing the frozen job) and a deadline fixed
+at creation (`deadline_at`). `state_at` speaks the OpenAI words plus `cancelled` and `aborted`;
+each dialect maps them onto its own vocabulary.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.ABORTED})
-DIALECTS = ("openai", "replicate", "fal")
+DIALECTS = ("openai", "replicate", "fal", "veo-gemini", "veo-vertex")
 MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", "sora-2-2025-12-08")
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12", "16", "20")
@@ -70,6 +70,7 @@ DEFAULT_PROFILE = "linear"
 MARK_STEP = 5
 """Progress log lines are thinned to one per rise of this many percent (jumps always get one)."""
 
+_GEMINI_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
 _FLAGS = frozenset({"stuck"})
 _KEYS = frozenset(
@@ -190,12 +191,15 @@ def new_job_id(dialect: str = "openai") -> str:
     """A fresh id in the dialect's shape.
 
     OpenAI `video_` + 48 hex digits; Replicate 26 lowercase base32 characters (as in
-    `gm3qorzdhgbfurvjtvhg6dckhu`); fal a UUID.
+    `gm3qorzdhgbfurvjtvhg6dckhu`); fal and Veo on Vertex a UUID; Veo on the Gemini API 12
+    lowercase letters and digits (as in `vz341u0pmdlc`, the last segment of its operation name).
     """
     if dialect == "replicate":
         return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
-    if dialect == "fal":
+    if dialect in ("fal", "veo-vertex"):
         return str(uuid.uuid4())
+    if dialect == "veo-gemini":
+        return "".join(secrets.choice(_GEMINI_ID_CHARS) for _ in range(12))
     if dialect != "openai":
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(DIALECTS)}")
     return new_video_id()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reelwatch.simulator import fal, replicate
+from reelwatch.simulator import fal, replicate, veo
 from reelwatch.simulator.server import RunningSimulator
 
 
@@ -51,10 +51,26 @@ SAMPLES = (
         model="fal-ai/veo3/fast",
         params={"duration": "8s"},
     ),
+    Sample(
+        "veo",
+        "A hummingbird hovering at a red flower, macro",
+        model="veo-3.1-fast-generate-preview",
+        params={"aspect_ratio": "16:9", "duration_seconds": 8},
+    ),
+    Sample(
+        "veo",
+        "[sim:fail=moderation_blocked] A crowd at a protest, faces in close-up",
+        model="veo-3.1-fast-generate-preview",
+    ),
 )
 
 # The route of each dialect's status check (see `Simulator.inject`).
-STATUS_ROUTES = {"openai": "retrieve", "replicate": "replicate.get", "fal": "fal.status"}
+STATUS_ROUTES = {
+    "openai": "retrieve",
+    "replicate": "replicate.get",
+    "fal": "fal.status",
+    "veo": "veo.get",
+}
 
 
 def client_config(sim: RunningSimulator | str, key: str) -> dict[str, dict[str, Any]]:
@@ -68,6 +84,11 @@ def client_config(sim: RunningSimulator | str, key: str) -> dict[str, dict[str, 
             "key": key,
             "base_url": origin + fal.PREFIX + "/",
             "jwks_url": origin + fal.JWKS_PATH,
+        },
+        "veo": {  # the Gemini API dialect
+            "api_key": key,
+            "gemini_base_url": origin + veo.GEMINI_PREFIX + "/",
+            "jwks_url": origin + veo.JWKS_PATH,
         },
     }
 

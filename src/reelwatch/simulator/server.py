@@ -3,7 +3,9 @@
 One process, one origin, a prefix per dialect: OpenAI at `{origin}/v1`, Replicate at
 `{origin}/replicate` (the SDK's `base_url`), the fal queue at `{origin}/fal/` (what
 `fal_client.client.QUEUE_URL_FORMAT` must be), fal's JWKS at
-`{origin}/fal-rest/.well-known/jwks.json`.
+`{origin}/fal-rest/.well-known/jwks.json`, Google Veo's Gemini API at `{origin}/gemini/` (its
+JWKS at `{origin}/gemini/.well-known/jwks.json`), Vertex AI at `{origin}/vertex/` and Cloud
+Storage at `{origin}/gcs`.
 
 `running()` binds a free loopback port, runs uvicorn in a thread with its own event loop, waits
 until the server answers, and on exit stops it and joins the thread, leaving no socket behind.
@@ -21,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from reelwatch import serving
-from reelwatch.simulator import fal, replicate
+from reelwatch.simulator import fal, replicate, veo
 from reelwatch.simulator.config import DEFAULT_CONFIG, SimConfig
 from reelwatch.simulator.state import Simulator
 
@@ -54,6 +56,28 @@ class RunningSimulator:
     def fal_jwks_url(self) -> str:
         """Where fal's webhook verification keys are served (no auth)."""
         return self.origin + fal.JWKS_PATH
+
+    @property
+    def veo_gemini_url(self) -> str:
+        """What `genai.Client` takes as `HttpOptions.base_url` in Gemini API mode (with
+        `api_version="v1beta"`), e.g. `http://127.0.0.1:41234/gemini/`."""
+        return self.origin + veo.GEMINI_PREFIX + "/"
+
+    @property
+    def veo_vertex_url(self) -> str:
+        """What `genai.Client(vertexai=True, ...)` takes as `HttpOptions.base_url` (its default
+        `v1beta1`), e.g. `http://127.0.0.1:41234/vertex/`."""
+        return self.origin + veo.VERTEX_PREFIX + "/"
+
+    @property
+    def veo_jwks_url(self) -> str:
+        """Where the keys of dynamic Gemini webhooks (RS256 JWTs) are served (no auth)."""
+        return self.origin + veo.JWKS_PATH
+
+    @property
+    def veo_storage_url(self) -> str:
+        """Cloud Storage's JSON API (standing for https://storage.googleapis.com)."""
+        return self.origin + veo.GCS_PREFIX
 
 
 def create_app(config: SimConfig = DEFAULT_CONFIG) -> Starlette:
@@ -91,7 +115,8 @@ def serve(
     """Serve a simulator until interrupted (Ctrl+C), after printing one base URL per dialect.
 
     The first line is the OpenAI base URL (`reelwatch simulator: http://host:port/v1`); then
-    Replicate's `base_url` and fal's queue URL, each as the last word of its line. `sock`: a
+    Replicate's `base_url`, fal's queue URL, Veo's Gemini API and Vertex base URLs and Cloud
+    Storage's URL, each as the last word of its line. `sock`: a
     socket already bound (`serving.bind`), so the caller can report a busy port in its words.
     """
     if sock is None:
@@ -104,6 +129,13 @@ def serve(
         f"reelwatch simulator (fal queue, JWKS at {origin}{fal.JWKS_PATH}): {origin}{fal.PREFIX}/",
         flush=True,
     )
+    print(
+        f"reelwatch simulator (veo gemini base_url, JWKS at {origin}{veo.JWKS_PATH}): "
+        f"{origin}{veo.GEMINI_PREFIX}/",
+        flush=True,
+    )
+    print(f"reelwatch simulator (veo vertex base_url): {origin}{veo.VERTEX_PREFIX}/", flush=True)
+    print(f"reelwatch simulator (veo cloud storage): {origin}{veo.GCS_PREFIX}", flush=True)
     sim = Simulator(config)
     sim.origin = origin
     serving.serve(sim.app, sock)

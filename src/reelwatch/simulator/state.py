@@ -1,9 +1,10 @@
 """The `Simulator`: jobs, clock, faults, counters and webhooks of the simulated video APIs.
 
-One simulator serves three dialects over one origin: OpenAI Videos under /v1, Replicate under
-/replicate and the fal queue under /fal. Routes (`app.py`, `replicate.py`, `fal.py`) call its
-domain verbs (`create`, `find`, `cancel`, `delete`, `page`, `jobs_of`); tests call the same object
-in-process to advance the clock, inject faults, rotate the fal webhook key and read stats. Every
+One simulator serves five dialects over one origin: OpenAI Videos under /v1, Replicate under
+/replicate, the fal queue under /fal and Google Veo's two (the Gemini API under /gemini, Vertex AI
+under /vertex). Routes (`app.py`, `replicate.py`, `fal.py`, `veo.py`) call its domain verbs
+(`create`, `find`, `cancel`, `delete`, `page`, `jobs_of`); tests call the same object in-process
+to advance the clock, inject faults, rotate the fal and Veo webhook keys and read stats. Every
 job belongs to the dialect that created it and is invisible to the others. Everything mutable is
 behind one lock held only for dictionary work, never across an await, so the test thread and the
 server's event loop can share it.
@@ -21,25 +22,27 @@ import random
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 
 from reelwatch.simulator import app as routes
-from reelwatch.simulator import content, fal, faults, jobs, replicate, webhooks
+from reelwatch.simulator import content, fal, faults, jobs, replicate, veo, webhooks
 from reelwatch.simulator.config import DEFAULT_CONFIG, SimClock, SimConfig
 
-RETRIEVE_ROUTES = frozenset({"retrieve", "replicate.get", "fal.status"})
+RETRIEVE_ROUTES = frozenset({"retrieve", "replicate.get", "fal.status", "veo.get", "veo.fetch"})
 """Routes whose requests count as a job's retrieves in stats."""
-CONTENT_ROUTES = frozenset({"content", "replicate.files", "fal.files"})
+CONTENT_ROUTES = frozenset(
+    {"content", "replicate.files", "fal.files", "veo.files", "veo.media", "veo.gcs"}
+)
 """Routes whose requests count as a job's downloads in stats."""
 _EVENT_SEP = "\x1f"
 
 
 class Simulator:
-    """The simulated OpenAI Videos, Replicate and fal queue APIs; `.app` serves them over HTTP."""
+    """The simulated OpenAI Videos, Replicate, fal queue and Veo APIs; `.app` serves them."""
 
     def __init__(self, config: SimConfig = DEFAULT_CONFIG, clock: SimClock | None = None) -> None:
         self.config = config
@@ -53,6 +56,9 @@ class Simulator:
             "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         )
         self.fal_keys = fal.KeyRing(config.fal_webhook_key)
+        self.veo_keys = veo.RsaKeyRing(config.veo_webhook_key_pem)
+        self.veo_hooks = veo.Registry()
+        """Static webhooks registered through `POST /gemini/v1beta/webhooks`."""
         self._lock = threading.Lock()
         self._rng = random.Random(config.seed)
         self._shutdown = False
@@ -92,22 +98,27 @@ class Simulator:
     ) -> jobs.Job:
         """Start a job now; raises `jobs.DirectiveError` for a malformed `[sim:...]` directive.
 
-        `dialect` ("openai", "replicate" or "fal") decides the id's shape and which API sees the
-        job; `extra` holds that dialect's request data, e.g. for Replicate
-        `{"input": {...}, "version": ..., "webhook": url, "webhook_events_filter": [...]}` and for
-        fal `{"app": "owner/app", "endpoint": "owner/app/path", "input": {...},
-        "webhook_url": url}` (missing keys get defaults; see `replicate.py` / `fal.py`).
+        `dialect` ("openai", "replicate", "fal", "veo-gemini" or "veo-vertex") decides the id's
+        shape and which API sees the job; `extra` holds that dialect's request data, e.g. for
+        Replicate `{"input": {...}, "version": ..., "webhook": url, "webhook_events_filter":
+        [...]}`, for fal `{"app": "owner/app", "endpoint": "owner/app/path", "input": {...},
+        "webhook_url": url}` and for Veo `{"instances": [...], "parameters": {...},
+        "webhook_uris": [...]}` (missing keys get defaults; see `replicate.py`, `fal.py`,
+        `veo.py`).
         `deadline_s` (from now) aborts the job if it has not started rendering by then, and
         also cancels it while rendering if `deadline_while_running`. `expires_after_s`
-        overrides the configured media lifetime for this job. Unscripted durations follow the
-        config: `render_spread` (around the model's mean x `seconds` / 8) and
-        `queue_per_active_s` (per job of the dialect still queued or rendering now).
+        overrides the configured media lifetime for this job (Veo: else `veo_retention_s`).
+        Unscripted durations follow the config: `render_spread` (around the model's mean x
+        `seconds` / 8) and `queue_per_active_s` (per job of the dialect still queued or
+        rendering now).
         """
         if dialect not in jobs.DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(jobs.DIALECTS)}")
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError("deadline_s must be positive")
         settings = self.config
+        if expires_after_s is None and dialect in veo.DIALECTS:
+            expires_after_s = settings.veo_retention_s
         details = _dialect_extra(dialect, prompt, model, extra, self.origin)
         job_model = str(details.get("model", model))
         now = self.clock.now()
@@ -291,9 +302,11 @@ class Simulator:
         Routes: OpenAI `create`, `retrieve`, `list`, `content`, `delete`, `remix`; Replicate
         `replicate.create`, `replicate.get`, `replicate.list`, `replicate.cancel`,
         `replicate.files`; fal `fal.submit`, `fal.status`, `fal.result`, `fal.cancel`,
-        `fal.files`. Each dialect answers 429 and 5xx in its own shape.
+        `fal.files`; Veo `veo.create`, `veo.get`, `veo.fetch`, `veo.vertex_get`, `veo.files`,
+        `veo.media`, `veo.gcs`, `veo.webhooks`. Each dialect answers 429 and 5xx in its own shape.
         `video_id=` restricts the fault to requests about that job id (a prediction id, a fal
-        request id; so it never matches a create or a list). Other parameters depend on the
+        request id, the last segment of a Veo operation name; so it never matches a create or a
+        list). Other parameters depend on the
         kind: `retry_after` / `retry_after_ms` (rate_limit), `status` / `should_retry`
         (server_error; `status` for create_then_fail), `seconds` (latency). Raises ValueError
         for anything else.
@@ -323,7 +336,8 @@ class Simulator:
     ) -> None:
         """Spoil the next webhook delivery: send it twice, shift its timestamp, or mis-sign it.
 
-        `dialect` ("openai", "replicate", "fal") spoils the next delivery of that dialect only.
+        `dialect` ("openai", "replicate", "fal", "veo-gemini") spoils the next delivery of that
+        dialect only.
         """
         if dialect is not None and dialect not in jobs.DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {list(jobs.DIALECTS)}")
@@ -349,18 +363,27 @@ class Simulator:
         """
         return self.fal_keys.rotate()
 
+    def rotate_veo_key(self) -> str:
+        """Sign dynamic Veo webhooks (RS256 JWTs) with a new RSA key from now on; returns its `kid`.
+
+        The JWKS then lists the new key first and the previous one after it.
+        """
+        return self.veo_keys.rotate()
+
     def reset(self, config: SimConfig | None = None) -> None:
         """Back to a fresh simulator (optionally with another config), keeping the server up.
 
         Forgets jobs, counters, faults, webhook records and shutdown mode, re-seeds the random
-        source, starts a fresh fal webhook key ring (the configured key, else a new random one;
-        rotations are forgotten) and resets the clock to wall time (a clock shared with others is
-        reset for them too). The Replicate secret stays.
+        source, starts fresh fal and Veo webhook key rings (the configured keys, else new random
+        ones; rotations are forgotten), forgets registered Veo webhooks and resets the clock to
+        wall time (a clock shared with others is reset for them too). The Replicate secret stays.
         """
         with self._lock:
             if config is not None:
                 self.config = config
             self.fal_keys = fal.KeyRing(self.config.fal_webhook_key)
+            self.veo_keys = veo.RsaKeyRing(self.config.veo_webhook_key_pem)
+            self.veo_hooks = veo.Registry()
             self._rng = random.Random(self.config.seed)
             self._shutdown = False
             self._jobs.clear()
@@ -436,12 +459,7 @@ class Simulator:
             if only_at is None and self.config.webhooks_enabled and finish_at is not None:
                 self.outbox.schedule(job.id, finish_at)
             return
-        moments = (
-            replicate.webhook_moments(job)
-            if job.dialect == "replicate"
-            else fal.webhook_moments(job)
-        )
-        for event, at in moments:
+        for event, at in _HOOKS[job.dialect].webhook_moments(job):
             if only_at is None or at == only_at:
                 self.outbox.schedule(_EVENT_SEP.join((job.id, event, repr(at))), at)
 
@@ -455,15 +473,12 @@ class Simulator:
         if job is None:
             return None
         at = float(raw_at)
-        if job.dialect == "replicate":
-            if (event_name, at) not in replicate.webhook_moments(job):
-                return None  # cancelled meanwhile: this moment no longer happens
-            if jobs.state_at(job, at).vanished:
-                return None
-            return replicate.delivery(self, job, event_name, at)
-        if (event_name, at) not in fal.webhook_moments(job) or jobs.state_at(job, at).vanished:
+        hooks = _HOOKS[job.dialect]
+        if (event_name, at) not in hooks.webhook_moments(job):
+            return None  # cancelled meanwhile: this moment no longer happens
+        if jobs.state_at(job, at).vanished:
             return None
-        return fal.delivery(self, job, event_name, at)
+        return hooks.delivery(self, job, event_name, at)
 
     def _terminal_event(self, video_id: str) -> webhooks.Event | None:
         job = self._jobs.get(video_id)
@@ -530,6 +545,24 @@ def _dialect_extra(
     if dialect == "openai":
         return dict(extra or {})
     details = {"origin": origin, **(extra or {})}
-    if dialect == "replicate":
-        return replicate.complete_extra(details, prompt, model)
-    return fal.complete_extra(details, prompt, model)
+    return _HOOKS[dialect].complete_extra(details, prompt, model)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hooks:
+    """What the simulator asks of a dialect's module (every dialect but OpenAI's)."""
+
+    complete_extra: Callable[[dict[str, Any], str, str], dict[str, Any]]
+    """A job's `extra` with the dialect's defaults: (details, prompt, model) -> extra."""
+    webhook_moments: Callable[[jobs.Job], list[tuple[str, float]]]
+    """The (event, simulated time) pairs the job's webhooks fire at, as things stand."""
+    delivery: Callable[[Simulator, jobs.Job, str, float], webhooks.Delivery | None]
+    """The delivery of one of those moments (None: nothing to send after all)."""
+
+
+_HOOKS = {
+    "replicate": _Hooks(replicate.complete_extra, replicate.webhook_moments, replicate.delivery),
+    "fal": _Hooks(fal.complete_extra, fal.webhook_moments, fal.delivery),
+    veo.GEMINI: _Hooks(veo.gemini_extra, veo.webhook_moments, veo.delivery),
+    veo.VERTEX: _Hooks(veo.vertex_extra, veo.webhook_moments, veo.delivery),
+}

@@ -1,8 +1,9 @@
 """What every simulated API's routes share: error answers, and the guard around each handler.
 
-Each dialect (OpenAI under /v1, Replicate under /replicate, fal under /fal) describes itself with a
-`Surface`: how it authenticates, which headers every answer carries, how it answers an injected
-429 or 5xx, and whether the OpenAI shutdown mode applies to it. `Guard` wraps a handler with what
+Each dialect (OpenAI under /v1, Replicate under /replicate, fal under /fal, Google Veo under
+/gemini and /vertex) describes itself with a `Surface`: how it authenticates, which headers every
+answer carries, how it answers an injected 429 or 5xx, and whether the OpenAI shutdown mode
+applies to it. `Guard` wraps a handler with what
 all of them do alike: count the request, add the configured latency, check the credentials,
 answer as a shut-down API if asked to, then apply whatever fault was injected for the route.
 """
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 Headers = dict[str, str]
 Handler = Callable[[Request, Headers], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+IdOf = Callable[[Request], Awaitable[str | None]]
+"""Reads the job id a request is about from somewhere other than one path parameter (the body,
+say: Starlette keeps `request.body()`, so the handler can read it again)."""
 
 
 class HttpError(Exception):
@@ -67,17 +71,27 @@ class Guard:
         self.sim = sim
 
     def __call__(
-        self, route: str, handler: Handler, surface: Surface, id_param: str | None = None
+        self,
+        route: str,
+        handler: Handler,
+        surface: Surface,
+        id_param: str | None = None,
+        *,
+        id_of: IdOf | None = None,
     ) -> Endpoint:
         """Wrap `handler` with counting, latency, auth, shutdown mode and faults.
 
-        `id_param` names the path parameter holding the job id: faults with a `video_id` match
-        it, and per-job counters use it.
+        `id_param` names the path parameter holding the job id (or `id_of` reads it from the
+        request): faults with a `video_id` match it, and per-job counters use it.
         """
         sim = self.sim
 
         async def endpoint(request: Request) -> Response:
-            job_id = request.path_params.get(id_param) if id_param else None
+            job_id: str | None = None
+            if id_param:
+                job_id = request.path_params.get(id_param)
+            elif id_of is not None:
+                job_id = await id_of(request)
             sim.count(route, job_id)
             headers = surface.headers()
             settings = sim.config
