@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--provider",
-        choices=("openai", "replicate", "fal"),
+        choices=("openai", "replicate", "fal", "veo"),
         default=None,
         help="lag only: the simulator dialect reelwatch monitors (default openai)",
     )

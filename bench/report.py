@@ -60,7 +60,7 @@ def lag() -> str:
 def lag_providers() -> str:
     """The reelwatch contenders of `lag` side by side for each provider's dialect: lag.json
     (openai) and lag-<provider>.json."""
-    files = {"openai": "lag", "replicate": "lag-replicate", "fal": "lag-fal"}
+    files = {"openai": "lag", "replicate": "lag-replicate", "fal": "lag-fal", "veo": "lag-veo"}
     found = {name: data for name, file in files.items() if (data := _load(file)) is not None}
     if not found:
         return "(no lag results)"
