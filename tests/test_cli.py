@@ -131,6 +131,37 @@ def test_a_real_image_named_anything_is_sent_as_what_it_is(
     assert job.reference.content_type == "image/webp"
 
 
+def test_veo_on_the_gemini_api_by_the_sdks_own_variables(
+    env: dict[str, str], cli_sim: simulator.RunningSimulator
+) -> None:
+    """`submit --provider veo` set up as a google-genai user would, to the Gemini API's fake."""
+    veo = {
+        **env,
+        "GOOGLE_API_KEY": "sk-cli",
+        "GOOGLE_GEMINI_BASE_URL": cli_sim.veo_gemini_url,
+    }
+    model = "veo-3.1-fast-generate-preview"
+    args = ["submit", "--provider", "veo", "--model", model, "--param", "aspect_ratio=9:16"]
+    bad = rw(veo, *args, "--param", "duration_seconds=5", "a hummingbird")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    assert "duration_seconds must be one of 4, 6, 8" in bad.stderr and rows(veo) == 0
+    done = rw(veo, *args, "--param", "duration_seconds=6", "[sim:queue=0,render=1] hi", "--json")
+    assert done.returncode == 0, done.stderr
+    g = json.loads(done.stdout)
+    assert (g["provider"], g["status"], g["size"], g["seconds"]) == (
+        "veo",
+        "queued",
+        "9:16 720p",
+        6,
+    )
+    assert g["step"] == "Queued at Google" and g["estimated_cost_usd"] == 0.9
+    waited = rw(veo, *args, "[sim:queue=0,render=1] wait", "--wait", "--json")
+    assert waited.returncode == 0, waited.stderr
+    stored = json.loads(waited.stdout)
+    assert stored["status"] == "completed" and len(stored["assets"]["video"]["sha256"]) == 64
+    assert "Finished" in waited.stderr
+
+
 def test_submit_json_has_the_contract_fields(env: dict[str, str]) -> None:
     """`submit --json` prints a generation with every contract field."""
     result = rw(env, "submit", "a paper boat", "--json")
@@ -222,7 +253,7 @@ except SystemExit as exc:
 with open(report, "w") as handle:
     json.dump({"exit": code, "imported": sorted({m.split(".")[0] for m in sys.modules})}, handle)
 """
-SDKS = {"openai", "replicate", "fal_client"}
+SDKS = {"openai", "replicate", "fal_client", "google"}  # google: google-genai, google-auth
 
 
 def imported_by(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, set[str]]:

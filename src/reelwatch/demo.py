@@ -84,6 +84,9 @@ async def _samples(
         return finished
 
 
+STEP_CHARS = 60
+
+
 def _table(svc: service.Service, items: list[Generation]) -> Table:
     table = Table(title="Demo results")
     for column in ("id", "provider", "status", "step", "video file", "bytes", "sha256"):
@@ -94,7 +97,8 @@ def _table(svc: service.Service, items: list[Generation]) -> Table:
             g.id,
             g.provider,
             g.status.value,
-            g.step,
+            # A provider's reason can be long (a safety message): `status ID` shows it whole.
+            g.step if len(g.step) <= STEP_CHARS else g.step[: STEP_CHARS - 1] + "…",
             svc.storage.locate(video.key) if video else "-",
             str(video.bytes) if video else "-",
             video.sha256[:12] if video else "-",

@@ -29,9 +29,15 @@ async def watch(
     Prints a line (the notice) as each one completes or fails. Returns them, finished.
     """
     stop = asyncio.Event()
-    worker: asyncio.Task[None] | None = None
-    if work and svc.engine is not None:
-        worker = asyncio.create_task(svc.engine.run(stop, grace_s=5.0), name="live-worker")
+    workers: list[asyncio.Task[None]] = []
+    if work:
+        # The workers of the watched generations' providers (not only the default one's).
+        names = {(await svc.get(gid)).provider for gid in ids}
+        workers = [
+            asyncio.create_task(svc.engines[name].run(stop, grace_s=5.0), name=f"live-{name}")
+            for name in sorted(names)
+            if name in svc.engines
+        ]
     progress = Progress(
         TextColumn("{task.fields[label]}", markup=False),
         BarColumn(),
@@ -65,7 +71,7 @@ async def watch(
                     await asyncio.sleep(REFRESH_S)
     finally:
         stop.set()
-        if worker is not None:
+        for worker in workers:
             await worker
     return [finished[gid] for gid in ids]
 
