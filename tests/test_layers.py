@@ -11,7 +11,13 @@ import reelwatch
 from reelwatch import providers
 
 PACKAGE = Path(reelwatch.__file__).parent
-ALLOWED = (PACKAGE / "providers", PACKAGE / "simulator")
+# The compatible front speaks OpenAI's Videos API by definition (its shapes, not a provider).
+ALLOWED = (
+    PACKAGE / "providers",
+    PACKAGE / "simulator",
+    PACKAGE / "front.py",
+    PACKAGE / "web" / "videos.py",
+)
 # The cron route's path is the original monitor's, which schedulers call (../shared/CONTRACT.md).
 CONTRACT_NAMES = ("/api/cron/poll-sora-status",)
 WORDS = re.compile(

@@ -295,3 +295,19 @@ class NewEvent:
     kind: EventKind
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     actor: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrontVideo:
+    """A video handed out by the compatible front (`/v1/videos`, see front.py): its own id, the
+    generation doing the work, and what the client asked for in that API's words."""
+
+    id: str
+    generation_id: str
+    client: str  # who asked: a digest of the client's key ("local" without keys)
+    model: str
+    seconds: str
+    size: str
+    created_at: datetime
+    remixed_from: str | None = None
+    deleted_at: datetime | None = None

@@ -30,7 +30,16 @@ from reelwatch import (
 from reelwatch import storage as storage_module
 from reelwatch.engine import Engine, Histories, Summary, policy_from
 from reelwatch.engine import supervised as engine_supervised
-from reelwatch.models import Asset, Event, EventKind, Generation, NewEvent, Status, Variant
+from reelwatch.models import (
+    Asset,
+    Event,
+    EventKind,
+    FrontVideo,
+    Generation,
+    NewEvent,
+    Status,
+    Variant,
+)
 from reelwatch.providers import base
 from reelwatch.providers.base import Catalogue, Endpoint, Provider, Ref, WebhookVerifier
 from reelwatch.schedule import Policy
@@ -39,7 +48,7 @@ from reelwatch.settings import Settings
 # What `content` answers, for the web layer (which does not import storage itself).
 from reelwatch.storage import LocalFile as LocalFile
 from reelwatch.storage import Redirect as Redirect
-from reelwatch.storage import Served
+from reelwatch.storage import Served as Served
 from reelwatch.storage import Streamed as Streamed
 from reelwatch.store import ORDERS, Page, Store, database_error
 
@@ -277,7 +286,13 @@ class Service:
 
     # --- submit and track ---------------------------------------------------------------------
 
-    async def submit(self, request: SubmitRequest, *, actor: str = "cli") -> Generation:
+    async def submit(
+        self,
+        request: SubmitRequest,
+        *,
+        actor: str = "cli",
+        front: Callable[[Generation], FrontVideo] | None = None,
+    ) -> Generation:
         """Record a new generation, then submit it to the provider right away."""
         reference = check_request(request)
         quote = self.quote(request)
@@ -324,6 +339,7 @@ class Service:
             owner=runner.owner,
             now=now,
             lease_s=self.settings.lease_seconds,
+            front=None if front is None else front(generation),
         )
         return await runner.advance(claim)
 

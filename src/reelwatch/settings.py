@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("REELWATCH_PRICES")
     )
+    # The compatible front (/v1/videos, front.py): where each client model goes (JSON, model ->
+    # route, over the defaults in providers/front_routes.py), and the keys clients may use
+    # besides REELWATCH_API_TOKEN (comma-separated; each client sees only its own videos).
+    model_routes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, validation_alias=_env("REELWATCH_MODEL_ROUTES")
+    )
+    client_keys_raw: str | None = Field(None, validation_alias=_env("REELWATCH_CLIENT_KEYS"))
     # Where providers can reach this server (webhook URLs given with each submit).
     public_url: str | None = Field(None, validation_alias=_env("REELWATCH_PUBLIC_URL"))
     cron_secret: str | None = Field(None, validation_alias=_env("CRON_SECRET"))
@@ -160,6 +167,14 @@ class Settings(BaseSettings):
     def storage_url(self) -> str:
         """Where assets are stored: REELWATCH_STORAGE_URL, or the data folder's `videos`."""
         return self.storage_url_raw or (self.data_dir.resolve() / "videos").as_uri()
+
+    @property
+    def client_keys(self) -> tuple[str, ...]:
+        """The keys /v1/videos clients may present: REELWATCH_API_TOKEN and
+        REELWATCH_CLIENT_KEYS."""
+        extra = (self.client_keys_raw or "").split(",")
+        keys = [self.api_token, *(key.strip() for key in extra)]
+        return tuple(dict.fromkeys(key for key in keys if key))
 
     @property
     def timeout_seconds(self) -> float:

@@ -39,6 +39,7 @@ from reelwatch.models import (
     ErrorInfo,
     Event,
     EventKind,
+    FrontVideo,
     Generation,
     NewEvent,
     Status,
@@ -49,6 +50,7 @@ from reelwatch.store.group import GroupCommit
 from reelwatch.store.tables import (
     UTCDateTime,
     events,
+    front_videos,
     generations,
     provider_state,
     render_history,
@@ -308,9 +310,17 @@ class Store:
     # --- writes ---------------------------------------------------------------------------
 
     async def create(
-        self, generation: Generation, event: NewEvent, *, owner: str, now: datetime, lease_s: float
+        self,
+        generation: Generation,
+        event: NewEvent,
+        *,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        front: FrontVideo | None = None,
     ) -> Claim:
-        """Insert a new generation, leased to its creator so no worker submits it meanwhile."""
+        """Insert a new generation, leased to its creator so no worker submits it meanwhile;
+        with `front`, the /v1/videos id bound to it, in the same transaction."""
         token = secrets.token_hex(16)
         expires = now + timedelta(seconds=lease_s)
         row = {**_to_row(generation), "lease_owner": owner, "lease_token": token}
@@ -322,6 +332,8 @@ class Store:
                 raise exceptions.InvalidInput(
                     f"video {generation.video_id} is already tracked"
                 ) from exc
+            if front is not None:
+                await conn.execute(front_videos.insert().values(_front_row(front)))
             await conn.run_sync(_append, generation, event, generation.created_at)
         return Claim(generation, token, expires)
 
@@ -624,6 +636,74 @@ class Store:
             await conn.run_sync(_append, new, decision.event, now)
             await conn.run_sync(_learn, current.status, new, now)
         return result
+
+    # --- the compatible front (/v1/videos, front.py) ---------------------------------------
+
+    async def front_video(self, video_id: str, client: str) -> tuple[FrontVideo, Generation]:
+        """A client's video (not deleted) and its generation; NotFound otherwise (another
+        client's video is not found either)."""
+        query = (
+            sa.select(generations, *_FRONT_COLUMNS)
+            .join(generations, generations.c.id == front_videos.c.generation_id)
+            .where(
+                front_videos.c.id == video_id,
+                front_videos.c.client == client,
+                front_videos.c.deleted_at.is_(None),
+            )
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise exceptions.NotFound(f"no video {video_id}")
+        return _front_from_row(row), _from_row(row)
+
+    async def front_page(
+        self, client: str, *, after: str | None, limit: int, newest_first: bool
+    ) -> tuple[list[tuple[FrontVideo, Generation]], bool]:
+        """A page of a client's videos by creation time, after the video `after` (a cursor);
+        and whether more follow."""
+        order = (front_videos.c.created_at, front_videos.c.id)
+        query = (
+            sa.select(generations, *_FRONT_COLUMNS)
+            .join(generations, generations.c.id == front_videos.c.generation_id)
+            .where(front_videos.c.client == client, front_videos.c.deleted_at.is_(None))
+        )
+        async with self._engine.connect() as conn:
+            if after is not None:
+                mark = (
+                    await conn.execute(
+                        sa.select(front_videos.c.created_at, front_videos.c.id).where(
+                            front_videos.c.id == after, front_videos.c.client == client
+                        )
+                    )
+                ).first()
+                if mark is None:
+                    raise exceptions.NotFound(f"no video {after}")
+                beyond = (
+                    sa.tuple_(*order) < tuple(mark)
+                    if newest_first
+                    else (sa.tuple_(*order) > tuple(mark))
+                )
+                query = query.where(beyond)
+            query = query.order_by(*(c.desc() if newest_first else c.asc() for c in order))
+            rows = (await conn.execute(query.limit(limit + 1))).mappings().all()
+        found = [(_front_from_row(r), _from_row(r)) for r in rows[:limit]]
+        return found, len(rows) > limit
+
+    async def delete_front_video(self, video_id: str, client: str, *, now: datetime) -> None:
+        """Hide a client's video from the front for good (its generation keeps its history)."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                front_videos.update()
+                .where(
+                    front_videos.c.id == video_id,
+                    front_videos.c.client == client,
+                    front_videos.c.deleted_at.is_(None),
+                )
+                .values(deleted_at=now)
+            )
+        if result.rowcount == 0:
+            raise exceptions.NotFound(f"no video {video_id}")
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -1176,6 +1256,39 @@ def _fit(text: str | None, width: int | None) -> str | None:
         return None
     text = text.replace("\x00", "\ufffd")
     return text if width is None else text[:width]
+
+
+def _front_row(video: FrontVideo) -> dict[str, Any]:
+    return {
+        "id": video.id,
+        "generation_id": video.generation_id,
+        "client": video.client,
+        "model": video.model,
+        "seconds": video.seconds,
+        "size": video.size,
+        "remixed_from": video.remixed_from,
+        "created_at": video.created_at,
+        "deleted_at": video.deleted_at,
+    }
+
+
+# A join with `generations` names the front's columns apart (both tables have id, model, ...).
+_FRONT_COLUMNS = [column.label(f"front_{column.name}") for column in front_videos.c]
+
+
+def _front_from_row(row: sa.RowMapping) -> FrontVideo:
+    """A front video from a row that joined `generations` with `_FRONT_COLUMNS`."""
+    return FrontVideo(
+        id=row["front_id"],
+        generation_id=row["front_generation_id"],
+        client=row["front_client"],
+        model=row["front_model"],
+        seconds=row["front_seconds"],
+        size=row["front_size"],
+        created_at=row["front_created_at"],
+        remixed_from=row["front_remixed_from"],
+        deleted_at=row["front_deleted_at"],
+    )
 
 
 def _from_row(row: sa.RowMapping) -> Generation:

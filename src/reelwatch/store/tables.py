@@ -162,3 +162,26 @@ render_history = sa.Table(
     sa.Column("marks", sa.JSON, nullable=False),  # [[fraction of the render, percent], ...]
     sa.Index(None, "shape", "id"),
 )
+
+# The videos `reelwatch serve` hands out under /v1/videos (front.py): one per generation,
+# with the client's own words (its model name, seconds and size) and who asked (a key's digest).
+front_videos = sa.Table(
+    "front_videos",
+    metadata,
+    sa.Column("id", sa.String(60), primary_key=True),  # "video_" + 48 hex (front.new_id)
+    sa.Column(
+        "generation_id",
+        sa.String(40),
+        sa.ForeignKey("generations.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("seconds", sa.String(8), nullable=False),
+    sa.Column("size", sa.String(20), nullable=False),
+    sa.Column("remixed_from", sa.String(60)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime),
+    sa.Index("ix_front_videos_client_created", "client", "created_at", "id"),
+)

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reelwatch import presenter, service
-from reelwatch.models import Status, Variant
+from reelwatch.models import Asset, Status, Variant
 from reelwatch.web import access
 from reelwatch.web.errors import ApiError
 
@@ -274,6 +274,12 @@ async def content(
     """A stored asset, with its content type; HTTP Range requests are honoured (seeking).
     From a bucket it may be a redirect to a short-lived link (REELWATCH_STORAGE_SERVE)."""
     asset, served = await svc.content(generation_id, Variant(variant))
+    return asset_response(request, asset, served)
+
+
+def asset_response(request: Request, asset: Asset, served: service.Served) -> Response:
+    """A stored asset as the answer: the file, a redirect to a short-lived link, or streamed
+    with Range support (the API's content route and /v1/videos/{id}/content share it)."""
     filename = asset.key.rsplit("/", 1)[-1]
     match served:
         case service.LocalFile(path=path):

@@ -17,11 +17,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import reelwatch
-from reelwatch import assembly, metrics
+from reelwatch import assembly, front, metrics
 from reelwatch import clock as clock_module
 from reelwatch.providers.base import Provider
 from reelwatch.settings import Settings
-from reelwatch.web import access, api, cron, dashboard, errors, events, ops, webhooks
+from reelwatch.web import access, api, cron, dashboard, errors, events, ops, videos, webhooks
 
 log = structlog.get_logger("reelwatch.web")
 
@@ -106,6 +106,7 @@ def create_app(
             svc.on_event_written(written.set)
             svc.attach_metrics(collected)
             app.state.service = svc
+            app.state.front = front.Front(svc)  # /v1/videos (web/videos.py)
             app.state.metrics = collected
             hub = events.Hub(svc, written)
             app.state.event_hub = hub
@@ -164,7 +165,7 @@ def create_app(
     app.add_middleware(access.SecureCookies)  # outside the sessions: sees their cookie
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(NoNulBytes)
-    routers = (api.router, cron.router, webhooks.router, events.router, ops.router)
+    routers = (api.router, cron.router, webhooks.router, events.router, ops.router, videos.router)
     for router in (*routers, dashboard.router, dashboard.pages):
         app.include_router(router)
     app.add_exception_handler(dashboard.LoginRequired, dashboard.to_login)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from reelwatch import exceptions
+from reelwatch import exceptions, front
 
 log = structlog.get_logger("reelwatch.web")
 
@@ -41,6 +42,24 @@ def body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, **extra}
 
 
+def respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An error in the shape the path's clients read: the compatible front's under /v1/
+    (front.py), reelwatch's elsewhere."""
+    if request.url.path.startswith(front.PREFIX):
+        param = extra.get("param")
+        content = front.error_body(status, code, message, param if isinstance(param, str) else None)
+    else:
+        content = body(code, message, **extra)
+    return JSONResponse(content, status_code=status, headers=dict(headers or {}))
+
+
 def _status(exc: exceptions.ReelwatchError) -> int:
     for kind, status in STATUS.items():
         if isinstance(exc, kind):
@@ -60,14 +79,14 @@ def install(app: FastAPI) -> None:
     async def _api(request: Request, exc: ApiError) -> Response:
         if exc.status < 500 and dashboard.wants_page(request):
             return dashboard.error_page(request, exc.status, exc.message)
-        return JSONResponse(body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+        return respond(request, exc.status, exc.code, exc.message, **exc.extra)
 
     @app.exception_handler(exceptions.ReelwatchError)
     async def _domain(request: Request, exc: exceptions.ReelwatchError) -> Response:
         status = _status(exc)
         if status < 500 and dashboard.wants_page(request):
             return dashboard.error_page(request, status, exc.message)
-        return JSONResponse(body(exc.code, exc.message), status_code=status)
+        return respond(request, status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -75,6 +94,8 @@ def install(app: FastAPI) -> None:
         message = f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid')}"
         if dashboard.wants_page(request):
             return dashboard.error_page(request, 400, message)
+        if request.url.path.startswith(front.PREFIX):
+            return respond(request, 400, "invalid_request", message)
         return JSONResponse(body("invalid_request", message), status_code=422)
 
     @app.exception_handler(HTTPException)
@@ -84,10 +105,8 @@ def install(app: FastAPI) -> None:
             return dashboard.error_page(
                 request, exc.status_code, words.get(exc.status_code, str(exc.detail))
             )
-        return JSONResponse(
-            body(f"http_{exc.status_code}", str(exc.detail)),
-            status_code=exc.status_code,
-            headers=exc.headers,
+        return respond(
+            request, exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers
         )
 
     @app.exception_handler(sa.exc.DBAPIError)
@@ -99,21 +118,19 @@ def install(app: FastAPI) -> None:
             log.exception(
                 f"database error: {reason}", action="http_db_error", path=request.url.path
             )
-        return JSONResponse(
-            body("database_unavailable", f"the database failed: {reason}"), status_code=503
-        )
+        return respond(request, 503, "database_unavailable", f"the database failed: {reason}")
 
     @app.exception_handler(OSError)
     async def _os(request: Request, exc: OSError) -> JSONResponse:
         if exc.errno == errno.ENOSPC:
             log.warning("disk full", action="http_disk_full", path=request.url.path)
-            return JSONResponse(body("disk_full", "no space left on the server's disk"), 507)
+            return respond(request, 507, "disk_full", "no space left on the server's disk")
         return await _crash(request, exc)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", action="http_error", path=request.url.path)
-        return JSONResponse(body("internal_error", "internal error"), status_code=500)
+        return respond(request, 500, "internal_error", "internal error")
 
 
 def database_reason(exc: sa.exc.DBAPIError, url: str) -> str:

@@ -1,0 +1,216 @@
+"""The OpenAI-shaped front: the official `openai` SDK, pointed at `reelwatch serve`, runs on
+every provider's fake. Real HTTP all the way: SDK -> reelwatch -> simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from reelwatch import serving, settings, simulator
+from reelwatch.simulator import samples
+from reelwatch.web.app import create_app
+from tests.conftest import image_file
+
+KEY = "sk-front-client"
+OTHER_KEY = "sk-front-other"
+SIM_KEY = "sk-sim"
+# Routes to each fake besides the default table (sora-2 -> fal, sora-2-pro -> Veo on Vertex,
+# which these tests do not configure).
+ROUTES = {
+    "replicate-veo": {
+        "provider": "replicate",
+        "model": "google/veo-3-fast",
+        "seconds": {"param": "duration", "allowed": [4, 6, 8]},
+        "sizes": {"1280x720": {"aspect_ratio": "16:9"}, "720x1280": {"aspect_ratio": "9:16"}},
+    },
+    "gemini-veo": {
+        "provider": "veo",
+        "model": "veo-3.1-fast-generate-preview",
+        "seconds": {"param": "duration_seconds", "allowed": [4, 6, 8]},
+        "sizes": {"1280x720": {"aspect_ratio": "16:9", "resolution": "720p"}},
+    },
+    "gateway-sora": {
+        "provider": "openai",
+        "model": "sora-2",
+        "seconds": {"param": "seconds", "allowed": [4, 8, 12]},
+        "sizes": {"1280x720": {"size": "1280x720"}, "720x1280": {"size": "720x1280"}},
+    },
+}
+# The simulator's status-check route per provider (its request counters).
+STATUS_ROUTES = {**samples.STATUS_ROUTES}
+
+
+@dataclass
+class Front:
+    origin: str
+    sim: simulator.RunningSimulator
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.origin + "/v1", api_key=key, max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def front(tmp_path: Path, db_url: str) -> Iterator[Front]:
+    config = simulator.SimConfig(api_key=SIM_KEY, queue_s=(0.2, 0.2), render_s=(1.5, 1.5))
+    with simulator.running(config) as sim:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url_raw": db_url,
+            "provider_config": samples.client_config(sim, SIM_KEY),
+            "model_routes": ROUTES,
+            "api_token": KEY,
+            "client_keys_raw": OTHER_KEY,
+            "poll_min_seconds": 0.2,
+            "poll_max_seconds": 1.0,
+            "public_url": None,
+        }
+        app = create_app(settings.load(**values))
+        with serving.in_thread(app, probe="/healthz", name="reelwatch-front") as origin:
+            yield Front(origin, sim)
+
+
+def _stored_sha(front: Front, video: openai.types.Video) -> str:
+    """The sha256 reelwatch recorded for the video (its own API, with the token)."""
+    generation = video.model_extra["reelwatch"]["generation_id"]  # type: ignore[index]
+    answer = httpx.get(
+        f"{front.origin}/api/generations/{generation}",
+        headers={"authorization": f"Bearer {KEY}"},
+    )
+    answer.raise_for_status()
+    return str(answer.json()["assets"]["video"]["sha256"])
+
+
+@pytest.mark.parametrize("model", ["sora-2", "replicate-veo", "gemini-veo", "gateway-sora"])
+def test_create_and_poll_then_download_through_reelwatch(front: Front, model: str) -> None:
+    client = front.client()
+    video = client.videos.create_and_poll(
+        prompt="[sim:queue=0,render=1.5] a paper boat",
+        model=model,
+        seconds="4",
+        size="1280x720",
+        poll_interval_ms=200,
+    )
+    assert video.status == "completed", video
+    assert video.id.startswith("video_") and video.model == model
+    assert (video.seconds, video.size, video.progress) == ("4", "1280x720", 100)
+    data = client.videos.download_content(video.id).content
+    sha = hashlib.sha256(data).hexdigest()
+    assert sha == _stored_sha(front, video)
+    provider_id = client.videos.retrieve(video.id).model_extra["reelwatch"]["generation_id"]  # type: ignore[index]
+    assert provider_id
+    assert client.videos.retrieve(video.id).status == "completed"  # stable across reads
+
+
+def test_a_polling_client_costs_no_provider_requests(front: Front) -> None:
+    """A second client polling every 100 ms is answered from the database: the provider sees
+    only reelwatch's own schedule."""
+    client = front.client()
+    video = client.videos.create(
+        prompt="[sim:queue=0,render=3] watched closely", model="replicate-veo", seconds="4"
+    )
+    polls = 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal polls
+        other = front.client()
+        while not stop.is_set():
+            if other.videos.retrieve(video.id).status in ("completed", "failed"):
+                return
+            polls += 1
+            time.sleep(0.1)
+
+    worker = threading.Thread(target=poll)
+    worker.start()
+    done = client.videos.poll(video.id, poll_interval_ms=100)
+    stop.set()
+    worker.join(timeout=10)
+    assert done.status == "completed"
+    assert polls >= 20  # it really polled, about 30 times
+    provider_id = done.model_extra["reelwatch"]  # type: ignore[index]
+    assert provider_id["provider"] == "replicate"
+    checks = front.sim.sim.stats()["requests"].get(STATUS_ROUTES["replicate"], 0)
+    print(f"client polls {polls}, provider status checks {checks}")
+    assert 1 <= checks <= 6, checks
+
+
+def test_errors_are_openais_shape_and_words(front: Front) -> None:
+    client = front.client()
+    with pytest.raises(openai.BadRequestError, match="no route for 'sora-9'") as unknown:
+        client.videos.create(prompt="x", model="sora-9")
+    assert unknown.value.body["param"] is None or isinstance(unknown.value.body, dict)  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError, match="makes 4, 6, 8 seconds, not 12"):
+        client.videos.create(prompt="x", model="sora-2", seconds="12")
+    with pytest.raises(openai.BadRequestError, match="size"):
+        client.videos.create(prompt="x", model="sora-2", size="1792x1024")
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve("video_" + "0" * 48)
+    with pytest.raises(openai.AuthenticationError):
+        front.client("sk-wrong").videos.list()
+    raw = httpx.get(f"{front.origin}/v1/videos/nope", headers={"authorization": f"Bearer {KEY}"})
+    assert raw.status_code == 404
+    assert set(raw.json()["error"]) == {"message", "type", "param", "code"}
+    assert front.sim.sim.stats()["creates"] == 0  # nothing refused reached a provider
+
+
+def test_each_client_sees_only_its_own_videos_and_lists_page_by_cursor(front: Front) -> None:
+    mine, theirs = front.client(), front.client(OTHER_KEY)
+    made = [
+        mine.videos.create(prompt=f"[sim:queue=0,render=60] {n}", model="sora-2").id
+        for n in range(3)
+    ]
+    other = theirs.videos.create(prompt="[sim:queue=0,render=60] theirs", model="sora-2")
+    with pytest.raises(openai.NotFoundError):
+        mine.videos.retrieve(other.id)
+    first = mine.videos.list(limit=2, order="asc")
+    assert [v.id for v in first.data] == made[:2] and first.has_more
+    rest = mine.videos.list(limit=2, order="asc", after=first.data[-1].id)
+    assert [v.id for v in rest.data] == made[2:] and not rest.has_more
+    assert [v.id for v in mine.videos.list(order="desc")] == made[::-1]
+    with pytest.raises(openai.ConflictError):  # still being made
+        mine.videos.delete(made[0])
+
+
+def test_a_first_frame_upload_and_delete_after_completion(front: Front, tmp_path: Path) -> None:
+    client = front.client()
+    image = image_file(tmp_path / "frame.png", size=(1280, 720))
+    video = client.videos.create_and_poll(
+        prompt="[sim:queue=0,render=1] from a frame",
+        model="gateway-sora",
+        size="1280x720",
+        input_reference=image,
+        poll_interval_ms=200,
+    )
+    assert video.status == "completed", video
+    with pytest.raises(openai.BadRequestError, match="remix"):
+        client.videos.remix(video.id, prompt="again")
+    deleted = client.videos.delete(video.id)
+    assert deleted.deleted and deleted.id == video.id
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(video.id)
+
+
+def test_a_failure_reads_as_failed_with_the_providers_reason(front: Front) -> None:
+    client = front.client()
+    video = client.videos.create_and_poll(
+        prompt="[sim:queue=0,render=1,fail=moderation_blocked] a face",
+        model="gemini-veo",
+        seconds="4",
+        size="1280x720",
+        poll_interval_ms=200,
+    )
+    assert video.status == "failed" and video.error is not None
+    assert video.error.code == "moderation_blocked"
+    with pytest.raises(openai.NotFoundError, match="not ready"):
+        client.videos.download_content(video.id)
+    assert json.loads(json.dumps(video.model_dump()))["error"]["message"]
