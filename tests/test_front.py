@@ -3,11 +3,13 @@ every provider's fake. Real HTTP all the way: SDK -> reelwatch -> simulator."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import standardwebhooks
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from reelwatch import serving, settings, simulator
 from reelwatch.simulator import samples
@@ -214,3 +221,124 @@ def test_a_failure_reads_as_failed_with_the_providers_reason(front: Front) -> No
     with pytest.raises(openai.NotFoundError, match="not ready"):
         client.videos.download_content(video.id)
     assert json.loads(json.dumps(video.model_dump()))["error"]["message"]
+
+
+# --- webhooks to your app ---------------------------------------------------------------------
+
+HOOK_SECRET = "whsec_" + base64.b64encode(b"front-outbound-secret-0123456789").decode()
+
+
+class Receiver:
+    """A test app receiving reelwatch's webhooks: verified with the `standardwebhooks` library;
+    the first `fail_first` attempts are answered 500."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.attempts: list[str] = []  # webhook-id of every attempt, in order
+        self.received: list[dict[str, Any]] = []  # verified events answered 2xx
+        self.lock = threading.Lock()
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        event = standardwebhooks.Webhook(HOOK_SECRET).verify(body, dict(request.headers))
+        with self.lock:
+            self.attempts.append(request.headers["webhook-id"])
+            if len(self.attempts) <= self.fail_first:
+                return Response("not now", status_code=500)
+            self.received.append(event)
+        return Response(status_code=204)
+
+
+@contextlib.contextmanager
+def _serving(values: dict[str, Any]) -> Iterator[str]:
+    app = create_app(settings.load(**values))
+    with serving.in_thread(app, probe="/healthz", name="reelwatch-front") as origin:
+        yield origin
+
+
+@contextlib.contextmanager
+def _hooked(
+    tmp_path: Path, db_url: str, fail_first: int
+) -> Iterator[tuple[dict[str, Any], Receiver, simulator.RunningSimulator]]:
+    config = simulator.SimConfig(api_key=SIM_KEY, queue_s=(0.2, 0.2), render_s=(1.0, 1.0))
+    receiver = Receiver(fail_first)
+    hook_app = Starlette(
+        routes=[
+            Route("/hook", receiver.handle, methods=["POST"]),
+            Route("/_sim/health", lambda r: Response()),
+        ]
+    )
+    with (
+        simulator.running(config) as sim,
+        serving.in_thread(hook_app, probe="/_sim/health", name="hook") as hook,
+    ):
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url_raw": db_url,
+            "provider_config": samples.client_config(sim, SIM_KEY),
+            "api_token": KEY,
+            "poll_min_seconds": 0.2,
+            "poll_max_seconds": 1.0,
+            "webhook_urls_raw": hook + "/hook",
+            "webhook_secret": HOOK_SECRET,
+            "webhook_retry_base_seconds": 0.3,
+        }
+        yield values, receiver, sim
+
+
+def _until(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_app_is_told_once_when_its_video_is_ready(tmp_path: Path, db_url: str) -> None:
+    with (
+        _hooked(tmp_path, db_url, fail_first=0) as (values, receiver, _sim),
+        _serving(values) as origin,
+    ):
+        client = openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0)
+        video = client.videos.create_and_poll(
+            prompt="[sim:queue=0,render=1] tell me", poll_interval_ms=200
+        )
+        failed = client.videos.create_and_poll(
+            prompt="[sim:queue=0,render=1,fail=internal_error] doomed", poll_interval_ms=200
+        )
+        _until(lambda: len(receiver.received) == 2)
+        time.sleep(1.0)  # nothing more comes
+        kinds = {e["data"]["id"]: e["type"] for e in receiver.received}
+        assert kinds == {video.id: "video.completed", failed.id: "video.failed"}
+        assert len(receiver.attempts) == 2
+        generation = video.model_extra["reelwatch"]["generation_id"]  # type: ignore[index]
+        log = httpx.get(
+            f"{origin}/api/generations/{generation}/deliveries",
+            headers={"authorization": f"Bearer {KEY}"},
+        ).json()["data"]
+        assert [(d["event"], d["attempts"], d["last_error"]) for d in log] == [
+            ("video.completed", 1, None)
+        ]
+        timeline = httpx.get(
+            f"{origin}/api/generations/{generation}/events",
+            headers={"authorization": f"Bearer {KEY}"},
+        ).json()
+        assert "notified" in [e["kind"] for e in timeline["data"]]
+
+
+def test_a_delivery_survives_a_restart_in_the_middle_of_its_retries(
+    tmp_path: Path, db_url: str
+) -> None:
+    with _hooked(tmp_path, db_url, fail_first=2) as (values, receiver, _sim):
+        with _serving(values) as origin:
+            client = openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0)
+            video = client.videos.create_and_poll(
+                prompt="[sim:queue=0,render=1] persist", poll_interval_ms=200
+            )
+            _until(lambda: len(receiver.attempts) >= 1)
+        # reelwatch is down between attempts; the outbox row waits in the database.
+        assert receiver.received == []
+        with _serving(values):
+            _until(lambda: len(receiver.received) == 1)
+            time.sleep(1.0)
+        assert [e["data"]["id"] for e in receiver.received] == [video.id]
+        assert len(receiver.attempts) == 3 and len(set(receiver.attempts)) == 1  # one webhook-id

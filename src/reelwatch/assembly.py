@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 
-from reelwatch import clock, exceptions, providers, storage
+from reelwatch import clock, exceptions, outbox, providers, storage
 from reelwatch.providers.base import Endpoint, Provider, WebhookVerifier
 from reelwatch.service import Service
 from reelwatch.settings import Settings
@@ -72,6 +72,18 @@ async def open_service(
                 verifiers[name] = checker
         assets = storage.from_url(settings.storage_url, serve=settings.storage_serve)
         stack.push_async_callback(assets.close)
+        sender = None
+        if settings.webhook_urls and settings.webhook_secret and not read_only:
+            # Webhooks to your apps when a /v1/videos video ends (outbox.py).
+            store.outbound_urls = settings.webhook_urls
+            sender = outbox.Sender(
+                store,
+                secret=settings.webhook_secret,
+                the_clock=the_clock,
+                timeout_s=settings.request_timeout_seconds,
+                retry_base_s=settings.webhook_retry_base_seconds,
+            )
+            stack.push_async_callback(sender.aclose)
         svc = Service(
             settings=settings,
             store=store,
@@ -80,6 +92,7 @@ async def open_service(
             providers=_in_registry_order(opened),
             verifiers=verifiers,
             endpoints=endpoints if read_only else None,
+            sender=sender,
         )
         if not read_only:
             # PostgreSQL: other processes' events wake this one (LISTEN/NOTIFY).

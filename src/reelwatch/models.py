@@ -272,6 +272,8 @@ class EventKind(enum.StrEnum):
     RESET = "reset"
     RETRY = "retry"
     ASSETS_DELETED = "assets_deleted"
+    NOTIFIED = "notified"  # a webhook to a client was delivered (REELWATCH_WEBHOOK_URL)
+    NOTIFY_FAILED = "notify_failed"  # an attempt failed; the next try, or given up
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -311,3 +313,17 @@ class FrontVideo:
     created_at: datetime
     remixed_from: str | None = None
     deleted_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outbound:
+    """One webhook reelwatch sends a client (an event to one URL), as claimed for an attempt."""
+
+    id: int
+    webhook_id: str
+    url: str
+    generation_id: str
+    event_type: str
+    body: str
+    created_at: datetime
+    attempts: int  # including the one claimed

@@ -340,6 +340,8 @@ EVENT_WORDS = {
     "reset": "Reset",
     "retry": "Retried (paid again)",
     "assets_deleted": "Files deleted (retention)",
+    "notified": "Webhook delivered to your app",
+    "notify_failed": "Webhook to your app failed",
 }
 # Detail keys in words; a key not here is shown with its underscores as spaces.
 DETAIL_WORDS = {

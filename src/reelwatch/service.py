@@ -54,6 +54,7 @@ from reelwatch.store import ORDERS, Page, Store, database_error
 
 if TYPE_CHECKING:
     from reelwatch import metrics  # prometheus_client: imported by those that collect metrics
+    from reelwatch.outbox import Sender
 
 log = structlog.get_logger("reelwatch.service")
 
@@ -167,8 +168,10 @@ class Service:
         providers: Mapping[str, Provider] | None = None,
         verifiers: Mapping[str, WebhookVerifier] | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.settings = settings
+        self.sender = sender  # webhooks to clients (outbox.py), when configured
         self.store = store
         self.storage = storage
         self.clock = clock
@@ -274,6 +277,8 @@ class Service:
                 for name, runner in self.engines.items():
                     work = engine_supervised(runner, stop) if supervised else runner.run(stop)
                     group.create_task(work, name=f"reelwatch-worker-{name}")
+                if self.sender is not None:
+                    group.create_task(self.sender.run(stop), name="reelwatch-webhooks-out")
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None  # one line for the user, as one worker gives
 
@@ -282,6 +287,8 @@ class Service:
         total = Summary()
         for runner in self.engines.values():
             total.add(await runner.cycle())
+        if self.sender is not None:
+            await self.sender.run_once()
         return total
 
     # --- submit and track ---------------------------------------------------------------------
@@ -460,6 +467,16 @@ class Service:
             return self.catalogue(provider).capabilities.host
         except exceptions.InvalidInput:
             return None
+
+    async def deliveries(self, generation_id: str) -> list[dict[str, Any]]:
+        """The webhooks sent to your apps about a generation (REELWATCH_WEBHOOK_URL), each
+        with its attempts, delivery time or last error and next try."""
+        await self.store.get(generation_id)  # NotFound for an unknown id
+        rows = await self.store.outbox(generation_id)
+        return [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+            for row in rows
+        ]
 
     async def page(
         self,

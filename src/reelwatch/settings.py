@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias=_env("REELWATCH_MODEL_ROUTES")
     )
     client_keys_raw: str | None = Field(None, validation_alias=_env("REELWATCH_CLIENT_KEYS"))
+    # Webhooks to your apps when a /v1/videos video ends (Standard Webhooks, the Videos
+    # API's payload): one or more URLs (comma-separated) and the `whsec_...` secret.
+    webhook_urls_raw: str | None = Field(None, validation_alias=_env("REELWATCH_WEBHOOK_URL"))
+    webhook_secret: str | None = Field(None, validation_alias=_env("REELWATCH_WEBHOOK_SECRET"))
+    # The first retry of a failed delivery waits about this long, doubling up to an hour.
+    webhook_retry_base_seconds: float = Field(
+        2.0, gt=0, le=3600, validation_alias=_env("REELWATCH_WEBHOOK_RETRY_BASE_SECONDS")
+    )
     # Where providers can reach this server (webhook URLs given with each submit).
     public_url: str | None = Field(None, validation_alias=_env("REELWATCH_PUBLIC_URL"))
     cron_secret: str | None = Field(None, validation_alias=_env("CRON_SECRET"))
@@ -135,6 +144,27 @@ class Settings(BaseSettings):
                     raise ValueError(f"{provider} {model}: a price per second from 0 to 1000")
         return value
 
+    @field_validator("webhook_urls_raw")
+    @classmethod
+    def _check_webhook_urls(cls, value: str | None) -> str | None:
+        for url in (value or "").split(","):
+            if url.strip() and urlparse(url.strip()).scheme not in ("http", "https"):
+                raise ValueError(f"{url.strip()!r} is not an http(s) URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not value.startswith("whsec_") or len(key) < 16:
+            raise ValueError("must be whsec_ followed by base64 of at least 16 bytes")
+        return value
+
     @field_validator("download_variants")
     @classmethod
     def _check_variants(cls, value: str) -> str:
@@ -150,6 +180,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REELWATCH_POLL_MIN_SECONDS must not exceed REELWATCH_POLL_MAX_SECONDS"
             )
+        if self.webhook_urls_raw and not self.webhook_secret:
+            raise ValueError("REELWATCH_WEBHOOK_URL needs REELWATCH_WEBHOOK_SECRET (whsec_...)")
         if self.lease_seconds < 2 * self.request_timeout_seconds:
             # A claim must outlive any one call made under it (a create above all), or another
             # worker could take the generation over while the call is still running.
@@ -175,6 +207,11 @@ class Settings(BaseSettings):
         extra = (self.client_keys_raw or "").split(",")
         keys = [self.api_token, *(key.strip() for key in extra)]
         return tuple(dict.fromkeys(key for key in keys if key))
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        """Where client webhooks go (REELWATCH_WEBHOOK_URL, comma-separated)."""
+        return tuple(u.strip() for u in (self.webhook_urls_raw or "").split(",") if u.strip())
 
     @property
     def timeout_seconds(self) -> float:

@@ -34,6 +34,7 @@ from reelwatch import exceptions, lifecycle, predict
 from reelwatch.models import (
     ACTIVE,
     RENDERING,
+    TERMINAL,
     Asset,
     Endpoint,
     ErrorInfo,
@@ -42,6 +43,7 @@ from reelwatch.models import (
     FrontVideo,
     Generation,
     NewEvent,
+    Outbound,
     Status,
     Variant,
 )
@@ -55,6 +57,7 @@ from reelwatch.store.tables import (
     provider_state,
     render_history,
     webhook_deliveries,
+    webhook_outbox,
 )
 
 _FULL = 1e9  # tokens of a budget nobody has spent from yet (capped at the claimer's capacity)
@@ -182,6 +185,8 @@ class Store:
         self._writer = engine.execution_options(reelwatch_write=True)
         self.dialect = engine.dialect.name
         self._listeners: list[Callable[[], None]] = []
+        # Where a front video's end is announced (REELWATCH_WEBHOOK_URL; set by assembly).
+        self.outbound_urls: tuple[str, ...] = ()
         # The hot small writes (a poll's result, download progress) share transactions.
         self._group = GroupCommit(
             sync_engine.execution_options(reelwatch_write=True).begin,
@@ -429,6 +434,7 @@ class Store:
                 return None
             stored = _append(conn, new, event, now)
             _learn(conn, before.status, new, now)
+            _announce(conn, before.status, new, now, self.outbound_urls)
             return stored
 
         stored = await self._group.run(write)
@@ -573,6 +579,7 @@ class Store:
             )
             stored = await conn.run_sync(_append, new, decision.event, now)
             await conn.run_sync(_learn, before.status, new, now)
+            await conn.run_sync(_announce, before.status, new, now, self.outbound_urls)
         return new, stored
 
     async def record_webhook(
@@ -635,6 +642,7 @@ class Store:
             )
             await conn.run_sync(_append, new, decision.event, now)
             await conn.run_sync(_learn, current.status, new, now)
+            await conn.run_sync(_announce, current.status, new, now, self.outbound_urls)
         return result
 
     # --- the compatible front (/v1/videos, front.py) ---------------------------------------
@@ -704,6 +712,108 @@ class Store:
             )
         if result.rowcount == 0:
             raise exceptions.NotFound(f"no video {video_id}")
+
+    # --- webhooks to clients (the outbox) ----------------------------------------------------
+
+    async def due_webhooks(self, *, now: datetime, limit: int, lease_s: float) -> list[Outbound]:
+        """Claim up to `limit` due deliveries: each is pushed `lease_s` ahead (so no other
+        sender takes it meanwhile; a sender that dies leaves it due again) and counted."""
+        async with self._write() as conn:
+            query = (
+                sa.select(webhook_outbox)
+                .where(webhook_outbox.c.next_attempt_at <= now)
+                .order_by(webhook_outbox.c.next_attempt_at)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).mappings().all()
+            claimed = []
+            for row in rows:
+                attempts = row["attempts"] + 1
+                await conn.execute(
+                    webhook_outbox.update()
+                    .where(webhook_outbox.c.id == row["id"])
+                    .values(next_attempt_at=now + timedelta(seconds=lease_s), attempts=attempts)
+                )
+                claimed.append(
+                    Outbound(
+                        id=row["id"],
+                        webhook_id=row["webhook_id"],
+                        url=row["url"],
+                        generation_id=row["generation_id"],
+                        event_type=row["event_type"],
+                        body=row["body"],
+                        created_at=row["created_at"],
+                        attempts=attempts,
+                    )
+                )
+        return claimed
+
+    async def webhook_attempted(
+        self,
+        outbound: Outbound,
+        *,
+        now: datetime,
+        delivered: bool,
+        detail: str,
+        next_at: datetime | None,
+    ) -> None:
+        """Record one attempt: delivered (done), failed with a next try (`next_at`), or given
+        up (`next_at` None); the generation's timeline gets the attempt either way."""
+        async with self._write() as conn:
+            await conn.execute(
+                webhook_outbox.update()
+                .where(webhook_outbox.c.id == outbound.id)
+                .values(
+                    next_attempt_at=None if delivered else next_at,
+                    delivered_at=now if delivered else None,
+                    last_error=None if delivered else detail[:300],
+                )
+            )
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(generations).where(generations.c.id == outbound.generation_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return
+            data: dict[str, Any] = {
+                "event": outbound.event_type,
+                "url": outbound.url,
+                "attempt": outbound.attempts,
+                "result": detail[:200],
+            }
+            if not delivered:
+                data["next_try_at"] = None if next_at is None else next_at.isoformat()
+            kind = EventKind.NOTIFIED if delivered else EventKind.NOTIFY_FAILED
+            await conn.run_sync(_append, _from_row(row), NewEvent(kind, data, "webhooks"), now)
+
+    async def outbox(self, generation_id: str) -> list[dict[str, Any]]:
+        """The deliveries of one generation's webhooks, oldest first (for its page)."""
+        query = (
+            sa.select(webhook_outbox)
+            .where(webhook_outbox.c.generation_id == generation_id)
+            .order_by(webhook_outbox.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            {
+                "webhook_id": row["webhook_id"],
+                "url": row["url"],
+                "event": row["event_type"],
+                "attempts": row["attempts"],
+                "delivered_at": row["delivered_at"],
+                "next_attempt_at": row["next_attempt_at"],
+                "last_error": row["last_error"],
+            }
+            for row in rows
+        ]
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -1171,6 +1281,48 @@ _LOOKS = tuple(
         EventKind.WEBHOOK,
     )
 )
+
+
+def _announce(
+    conn: SyncConnection, before: Status, new: Generation, now: datetime, urls: Sequence[str]
+) -> None:
+    """Queue the webhooks that say a front video ended (sync, in the writer's transaction, so
+    the change and its announcement commit together): one row per URL, sent by `outbox.py`."""
+    if not urls or not new.terminal or before in TERMINAL:
+        return
+    video_id = conn.execute(
+        sa.select(front_videos.c.id).where(front_videos.c.generation_id == new.id)
+    ).scalar()
+    if video_id is None:
+        return
+    event_type = "video.completed" if new.status is Status.COMPLETED else "video.failed"
+    webhook_id = "evt_" + secrets.token_hex(16)
+    body = json.dumps(
+        {
+            "id": webhook_id,
+            "object": "event",
+            "created_at": int(now.timestamp()),
+            "type": event_type,
+            "data": {"id": video_id},
+        },
+        separators=(",", ":"),
+    )
+    conn.execute(
+        webhook_outbox.insert(),
+        [
+            {
+                "webhook_id": webhook_id,
+                "url": url,
+                "generation_id": new.id,
+                "event_type": event_type,
+                "body": body,
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            }
+            for url in urls
+        ],
+    )
 
 
 def _learn(conn: SyncConnection, before: Status, new: Generation, now: datetime) -> None:

@@ -185,3 +185,28 @@ front_videos = sa.Table(
     sa.Column("deleted_at", UTCDateTime),
     sa.Index("ix_front_videos_client_created", "client", "created_at", "id"),
 )
+
+# The signed webhooks reelwatch sends its clients (REELWATCH_WEBHOOK_URL): one row per event and
+# URL, written with the change it announces; `next_attempt_at` is NULL once delivered or given
+# up. A sender claims a due row by pushing `next_attempt_at` ahead (its lease on the attempt).
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.String(60), nullable=False),  # the event's id, on every attempt
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column(
+        "generation_id",
+        sa.String(40),
+        sa.ForeignKey("generations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON signed and sent
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("last_error", sa.String(300)),
+    sa.Index("ix_webhook_outbox_due", "next_attempt_at"),
+)

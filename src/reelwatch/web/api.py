@@ -233,6 +233,12 @@ async def generation_events(generation_id: str, svc: Svc) -> dict[str, Any]:
     return {"data": [presenter.event_json(e) for e in await svc.history(generation_id)]}
 
 
+@router.get("/generations/{generation_id}/deliveries")
+async def generation_deliveries(generation_id: str, svc: Svc) -> dict[str, Any]:
+    """The webhooks sent to your apps about it (REELWATCH_WEBHOOK_URL) and their attempts."""
+    return {"data": await svc.deliveries(generation_id)}
+
+
 @router.post("/generations/{generation_id}/reset")
 async def reset(generation_id: str, request: Request, svc: Svc) -> dict[str, Any]:
     """Poll again from scratch (free)."""
