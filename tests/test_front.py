@@ -61,9 +61,12 @@ STATUS_ROUTES = {**samples.STATUS_ROUTES}
 class Front:
     origin: str
     sim: simulator.RunningSimulator
+    clients: list[openai.OpenAI]
 
     def client(self, key: str = KEY) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.origin + "/v1", api_key=key, max_retries=0, timeout=20)
+        made = openai.OpenAI(base_url=self.origin + "/v1", api_key=key, max_retries=0, timeout=20)
+        self.clients.append(made)  # closed when the test ends
+        return made
 
 
 @pytest.fixture
@@ -83,7 +86,10 @@ def front(tmp_path: Path, db_url: str) -> Iterator[Front]:
         }
         app = create_app(settings.load(**values))
         with serving.in_thread(app, probe="/healthz", name="reelwatch-front") as origin:
-            yield Front(origin, sim)
+            made = Front(origin, sim, [])
+            yield made
+            for client in made.clients:
+                client.close()
 
 
 def _stored_sha(front: Front, video: openai.types.Video) -> str:
@@ -297,8 +303,8 @@ def test_the_app_is_told_once_when_its_video_is_ready(tmp_path: Path, db_url: st
     with (
         _hooked(tmp_path, db_url, fail_first=0) as (values, receiver, _sim),
         _serving(values) as origin,
+        openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0) as client,
     ):
-        client = openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0)
         video = client.videos.create_and_poll(
             prompt="[sim:queue=0,render=1] tell me", poll_interval_ms=200
         )
@@ -329,8 +335,10 @@ def test_a_delivery_survives_a_restart_in_the_middle_of_its_retries(
     tmp_path: Path, db_url: str
 ) -> None:
     with _hooked(tmp_path, db_url, fail_first=2) as (values, receiver, _sim):
-        with _serving(values) as origin:
-            client = openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0)
+        with (
+            _serving(values) as origin,
+            openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0) as client,
+        ):
             video = client.videos.create_and_poll(
                 prompt="[sim:queue=0,render=1] persist", poll_interval_ms=200
             )
@@ -342,3 +350,36 @@ def test_a_delivery_survives_a_restart_in_the_middle_of_its_retries(
             time.sleep(1.0)
         assert [e["data"]["id"] for e in receiver.received] == [video.id]
         assert len(receiver.attempts) == 3 and len(set(receiver.attempts)) == 1  # one webhook-id
+
+
+def test_a_client_over_its_share_is_told_to_wait_with_retry_after(
+    tmp_path: Path, db_url: str
+) -> None:
+    config = simulator.SimConfig(api_key=SIM_KEY, queue_s=(0.2, 0.2), render_s=(60.0, 60.0))
+    with simulator.running(config) as sim:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url_raw": db_url,
+            "provider_config": samples.client_config(sim, SIM_KEY),
+            "api_token": KEY,
+            "client_keys_raw": OTHER_KEY,
+            "client_max_active": 3,
+            "client_create_rate": "5/minute",
+        }
+        with (
+            _serving(values) as origin,
+            openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0) as mine,
+            openai.OpenAI(base_url=origin + "/v1", api_key=OTHER_KEY, max_retries=0) as theirs,
+        ):
+            for n in range(3):
+                mine.videos.create(prompt=f"[sim:queue=0,render=600] running {n}")
+            for _ in range(2):  # creates 4 and 5: within the rate, over the running share
+                with pytest.raises(openai.RateLimitError, match="Too many videos") as busy:
+                    mine.videos.create(prompt="one too many")
+                assert busy.value.response.headers["retry-after"] == "10"
+                assert busy.value.body["type"] == "rate_limit_error"  # type: ignore[index]
+            with pytest.raises(openai.RateLimitError, match="Rate limit") as limited:
+                mine.videos.create(prompt="and again")  # the sixth in a minute
+            assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
+            assert theirs.videos.create(prompt="[sim:queue=0,render=60] theirs").status == "queued"
+        assert sim.sim.stats()["creates"] == 4  # the refused ones never reached a provider

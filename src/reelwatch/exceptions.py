@@ -114,3 +114,13 @@ class ProviderRejected(ProviderError):
         super().__init__(message)
         self.error_code = error_code
         self.http_status = http_status
+
+
+class Busy(ReelwatchError):
+    """A client asked for more than its share (too many running, too many requests)."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

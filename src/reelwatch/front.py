@@ -11,10 +11,15 @@ video is stored, so a `download_content` right after `create_and_poll` always fi
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import limits
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from reelwatch import exceptions, service
 from reelwatch.models import FrontVideo, Generation, Status, Variant
@@ -24,6 +29,7 @@ PREFIX = "/v1/"
 """The front's paths; their errors are in the API's shape (`error_body`), which its SDK reads."""
 ID_PREFIX = "video_"
 MAX_PAGE = 100
+BUSY_RETRY_S = 10.0  # what a client at its limit of running videos is told to wait
 OPENAI_STATUS = {
     Status.PENDING: "queued",
     Status.QUEUED: "queued",
@@ -46,6 +52,27 @@ class Front:
     def __init__(self, svc: service.Service) -> None:
         self.svc = svc
         self.routes = front_routes.routes(svc.settings.model_routes)
+        settings = svc.settings
+        self._rates = {
+            name: limits.parse(rate)
+            for name, rate in (
+                ("create", settings.client_create_rate),
+                ("request", settings.client_request_rate),
+            )
+            if rate
+        }
+        # Per server process, in memory (the `limits` library's moving window).
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def admit(self, client: str, what: str) -> None:
+        """Count a client's request ("request", "create") against its rate; Busy with the
+        wait when it is over."""
+        rate = self._rates.get(what)
+        if rate is None or await self._limiter.hit(rate, what, client):
+            return
+        stats = await self._limiter.get_window_stats(rate, what, client)
+        wait = max(1.0, stats.reset_time - time.time())
+        raise exceptions.Busy(f"Rate limit reached for {what}s: {rate}", retry_after_s=wait)
 
     async def create(
         self,
@@ -61,6 +88,15 @@ class Front:
         model = model or "sora-2"
         route = front_routes.route(self.routes, model)
         params = route.translate(model, seconds, size)
+        await self.admit(client, "create")  # in memory: before the database is asked
+        running = await self.svc.store.front_active(client)
+        most = self.svc.settings.client_max_active
+        if running >= most:
+            raise exceptions.Busy(
+                f"Too many videos being made at once: {running} of {most} "
+                "(REELWATCH_CLIENT_MAX_ACTIVE); try again when one has finished",
+                retry_after_s=BUSY_RETRY_S,
+            )
         request = service.SubmitRequest(
             prompt, route.provider, route.model, params, input_reference
         )

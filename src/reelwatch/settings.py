@@ -59,6 +59,17 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias=_env("REELWATCH_MODEL_ROUTES")
     )
     client_keys_raw: str | None = Field(None, validation_alias=_env("REELWATCH_CLIENT_KEYS"))
+    # Each client's share: videos being made at once, and request rates ("60/minute", as the
+    # `limits` library writes them; per server process; unset: no limit).
+    client_max_active: int = Field(
+        100, ge=1, le=1_000_000, validation_alias=_env("REELWATCH_CLIENT_MAX_ACTIVE")
+    )
+    client_create_rate: str | None = Field(
+        "60/minute", validation_alias=_env("REELWATCH_CLIENT_CREATE_RATE")
+    )
+    client_request_rate: str | None = Field(
+        None, validation_alias=_env("REELWATCH_CLIENT_REQUEST_RATE")
+    )
     # Webhooks to your apps when a /v1/videos video ends (Standard Webhooks, the Videos
     # API's payload): one or more URLs (comma-separated) and the `whsec_...` secret.
     webhook_urls_raw: str | None = Field(None, validation_alias=_env("REELWATCH_WEBHOOK_URL"))
@@ -150,6 +161,19 @@ class Settings(BaseSettings):
         for url in (value or "").split(","):
             if url.strip() and urlparse(url.strip()).scheme not in ("http", "https"):
                 raise ValueError(f"{url.strip()!r} is not an http(s) URL")
+        return value
+
+    @field_validator("client_create_rate", "client_request_rate")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        import limits  # only where a rate is configured
+
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like 60/minute") from None
         return value
 
     @field_validator("webhook_secret")

@@ -665,6 +665,17 @@ class Store:
             raise exceptions.NotFound(f"no video {video_id}")
         return _front_from_row(row), _from_row(row)
 
+    async def front_active(self, client: str) -> int:
+        """How many of a client's videos are being made now."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(front_videos)
+            .join(generations, generations.c.id == front_videos.c.generation_id)
+            .where(front_videos.c.client == client, generations.c.status.in_(_ACTIVE_VALUES))
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
     async def front_page(
         self, client: str, *, after: str | None, limit: int, newest_first: bool
     ) -> tuple[list[tuple[FrontVideo, Generation]], bool]:

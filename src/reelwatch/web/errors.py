@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,11 @@ def install(app: FastAPI) -> None:
         if exc.status < 500 and dashboard.wants_page(request):
             return dashboard.error_page(request, exc.status, exc.message)
         return respond(request, exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(exceptions.Busy)
+    async def _busy(request: Request, exc: exceptions.Busy) -> Response:
+        wait = str(max(1, math.ceil(exc.retry_after_s)))
+        return respond(request, 429, exc.code, exc.message, {"retry-after": wait})
 
     @app.exception_handler(exceptions.ReelwatchError)
     async def _domain(request: Request, exc: exceptions.ReelwatchError) -> Response:

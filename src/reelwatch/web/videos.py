@@ -28,27 +28,33 @@ from reelwatch.web.errors import ApiError
 LOCAL_CLIENT = "local"
 
 
-def client_of(request: Request) -> str:
-    """Who is asking: a digest of the key presented (never the key), or "local"."""
+def fronted(request: Request) -> front.Front:
+    found: front.Front = request.app.state.front
+    return found
+
+
+async def client_of(request: Request) -> str:
+    """Who is asking: a digest of the key presented (never the key), or "local"; its request
+    is counted against its rate (REELWATCH_CLIENT_REQUEST_RATE)."""
     settings = request.app.state.settings
     keys: tuple[str, ...] = settings.client_keys
     header = request.headers.get("authorization")
+    client = None
     if not keys:
         access.require_local(request)
-        return LOCAL_CLIENT
+        client = LOCAL_CLIENT
     for key in keys:
         if access.secret_matches(header, key):
-            return hashlib.sha256(key.encode()).hexdigest()[:32]
-    raise ApiError(401, "invalid_api_key", "Incorrect API key provided.")
+            client = hashlib.sha256(key.encode()).hexdigest()[:32]
+            break
+    if client is None:
+        raise ApiError(401, "invalid_api_key", "Incorrect API key provided.")
+    await fronted(request).admit(client, "request")
+    return client
 
 
 Client = Annotated[str, Depends(client_of)]
 router = APIRouter(prefix="/v1")
-
-
-def fronted(request: Request) -> front.Front:
-    found: front.Front = request.app.state.front
-    return found
 
 
 Front = Annotated[front.Front, Depends(fronted)]
