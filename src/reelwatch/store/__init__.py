@@ -697,7 +697,10 @@ class Store:
                     )
                 ).first()
                 if mark is None:
-                    raise exceptions.NotFound(f"no video {after}")
+                    return (
+                        [],
+                        False,
+                    )  # a cursor that names no video of this client: nothing after it
                 beyond = (
                     sa.tuple_(*order) < tuple(mark)
                     if newest_first
