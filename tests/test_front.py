@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reelwatch import serving, settings, simulator
+from reelwatch.providers import front_routes
 from reelwatch.simulator import samples
 from reelwatch.web.app import create_app
 from tests.conftest import image_file
@@ -383,3 +384,12 @@ def test_a_client_over_its_share_is_told_to_wait_with_retry_after(
             assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
             assert theirs.videos.create(prompt="[sim:queue=0,render=60] theirs").status == "queued"
         assert sim.sim.stats()["creates"] == 4  # the refused ones never reached a provider
+
+
+def test_the_readme_lists_every_default_route() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Moving a Sora app to another provider in one setting")[1]
+    table = section.split("**Routes**")[1].split("```")[0]
+    for model, route in front_routes.DEFAULT_ROUTES.items():
+        line = next(row for row in table.splitlines() if f"`{model}`" in row)
+        assert route.model in line, (model, line)
