@@ -334,6 +334,26 @@ def profiles_summary() -> str:
     return "\n".join(rows)
 
 
+def front() -> str:
+    """`python -m bench.front`: apps polling their videos through /v1/videos."""
+    data = _load("front")
+    if data is None:
+        return "(no front results)"
+    answer = data["poll_answer_s"]
+    rows = [
+        "| apps | completed | polls | poll answer median / p99 / max (ms) "
+        "| provider status requests / generation | server CPU (s) / wall (s) "
+        "| server peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {data['apps']} | {data['completed']} | {data['polls']} "
+        f"| {_f(answer['median'] * 1000, 1)} / {_f(answer['p99'] * 1000, 1)} "
+        f"/ {_f(answer['max'] * 1000, 1)} "
+        f"| {_f(data['provider_status_requests_per_generation'])} "
+        f"| {data['server_cpu_s']} / {data['wall_s']} | {data['server_peak_rss_mib']} |",
+    ]
+    return "\n".join(rows) + _measured(data)
+
+
 def main() -> None:
     tables = (
         ("lag", lag),
@@ -344,6 +364,7 @@ def main() -> None:
         ("scale, several workers", scale_workers),
         ("download", download),
         ("api", api),
+        ("front", front),
     )
     for name, table in tables:
         print(f"## {name}\n")
