@@ -41,15 +41,18 @@ async def _apps(origin: str, prompts: list[str]) -> None:
 
     answers: list[float] = []
     ends: dict[str, str] = {}
-    errors = 0
+    errors: dict[str, int] = {}  # what went wrong, counted: "create 429", "ServerDisconnectedError"
+
+    def failed(why: str) -> None:
+        errors[why] = errors.get(why, 0) + 1
+
     headers = {"authorization": f"Bearer {KEY}"}
 
     async def app(session: aiohttp.ClientSession, prompt: str) -> None:
-        nonlocal errors
         body = {"prompt": prompt, "model": "sora-2", "seconds": "4", "size": "1280x720"}
         async with session.post(f"{origin}/v1/videos", json=body, headers=headers) as response:
             if response.status != 200:
-                errors += 1
+                failed(f"create {response.status}")
                 return
             video = await response.json()
         while True:
@@ -61,12 +64,12 @@ async def _apps(origin: str, prompts: list[str]) -> None:
                 ) as response:
                     seen = await response.json()
                     ok = response.status == 200
-            except aiohttp.ClientError:
-                errors += 1
+            except aiohttp.ClientError as exc:
+                failed(type(exc).__name__)
                 continue
             answers.append(time.monotonic() - started)
             if not ok:
-                errors += 1
+                failed(f"poll {response.status}")
                 continue
             if seen["status"] in ("completed", "failed"):
                 ends[video["id"]] = seen["status"]
@@ -153,7 +156,11 @@ def run(apps: int, *, quick: bool) -> Path:
         "apps": apps,
         "completed": sum(1 for v in ends.values() if v == "completed"),
         "failed": sum(1 for v in ends.values() if v == "failed"),
-        "errors": sum(out["errors"] for out in outputs),
+        "errors": sum(n for out in outputs for n in out["errors"].values()),
+        "error_kinds": {
+            kind: sum(out["errors"].get(kind, 0) for out in outputs)
+            for kind in sorted({k for out in outputs for k in out["errors"]})
+        },
         "polls": len(answers),
         "poll_answer_s": common.summary(answers),
         "provider_status_requests": requests.get("fal.status", 0),

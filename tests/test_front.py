@@ -206,6 +206,12 @@ def test_a_first_frame_upload_and_delete_after_completion(front: Front, tmp_path
         poll_interval_ms=200,
     )
     assert video.status == "completed", video
+    whole = client.videos.download_content(video.id).content
+    part = httpx.get(
+        f"{front.origin}/v1/videos/{video.id}/content",
+        headers={"authorization": f"Bearer {KEY}", "range": "bytes=10-19"},
+    )
+    assert part.status_code == 206 and part.content == whole[10:20]
     with pytest.raises(openai.BadRequestError, match="remix"):
         client.videos.remix(video.id, prompt="again")
     deleted = client.videos.delete(video.id)

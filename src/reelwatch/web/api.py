@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from reelwatch import presenter, service
 from reelwatch.models import Asset, Status, Variant
@@ -154,21 +155,8 @@ async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
         # int() refuses more than 4,300 digits; no video is longer than 9,999 s anyway.
         if not (seconds_raw.isascii() and seconds_raw.isdigit() and len(seconds_raw) <= 4):
             raise ApiError(422, "invalid_request", "seconds: must be a whole number of seconds")
-        upload = form.get("input_reference")
         with tempfile.TemporaryDirectory(prefix="reelwatch-upload-") as folder:
-            reference: Path | None = None
-            if upload is not None and not isinstance(upload, str):
-                suffix = UPLOAD_SUFFIX.get(upload.content_type or "")
-                if suffix is None:
-                    raise ApiError(
-                        422, "invalid_request", "input_reference: must be a JPEG, PNG or WebP image"
-                    )
-                if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-                    raise ApiError(413, "too_large", "input_reference: larger than 20 MiB")
-                reference = Path(folder) / f"reference{suffix}"
-                with reference.open("wb") as handle:
-                    while block := await upload.read(256 * 1024):
-                        handle.write(block)
+            reference = await saved_upload(form.get("input_reference"), Path(folder), 422)
             params: dict[str, Any] = {"seconds": int(seconds_raw)} if "seconds" in fields else {}
             if "size" in fields:
                 params["size"] = fields["size"]
@@ -181,6 +169,28 @@ async def _create_multipart(request: Request, svc: Svc) -> dict[str, Any]:
             )
             g = await svc.submit(submit, actor=actor(request))
     return svc.view(g)
+
+
+async def saved_upload(upload: object, folder: Path, refusal: int) -> Path | None:
+    """A multipart `input_reference` image written to `folder` (checked: JPEG, PNG or WebP,
+    at most 20 MiB, else `refusal`/413); None when none was sent."""
+    if not isinstance(upload, UploadFile):
+        return None
+    suffix = UPLOAD_SUFFIX.get(upload.content_type or "")
+    if suffix is None:
+        raise ApiError(
+            refusal,
+            "invalid_request" if refusal == 422 else "invalid_value",
+            "input_reference: must be a JPEG, PNG or WebP image",
+            param="input_reference",
+        )
+    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+        raise ApiError(413, "too_large", "input_reference: larger than 20 MiB")
+    reference = folder / f"reference{suffix}"
+    with reference.open("wb") as handle:
+        while block := await upload.read(256 * 1024):
+            handle.write(block)
+    return reference
 
 
 @router.get("/generations")

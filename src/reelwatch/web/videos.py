@@ -22,13 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from reelwatch import front
 from reelwatch.models import Variant
 from reelwatch.web import access
-from reelwatch.web.api import MAX_UPLOAD_BYTES, UPLOAD_SUFFIX, asset_response
+from reelwatch.web.api import asset_response, saved_upload
 from reelwatch.web.errors import ApiError
 
 LOCAL_CLIENT = "local"
 
 
-def fronted(request: Request) -> front.Front:
+async def fronted(request: Request) -> front.Front:
+    """The app's front (async: FastAPI runs a plain function in a thread, a hop per request)."""
     found: front.Front = request.app.state.front
     return found
 
@@ -49,7 +50,7 @@ async def client_of(request: Request) -> str:
             break
     if client is None:
         raise ApiError(401, "invalid_api_key", "Incorrect API key provided.")
-    await fronted(request).admit(client, "request")
+    await (await fronted(request)).admit(client, "request")
     return client
 
 
@@ -109,24 +110,8 @@ async def _create_multipart(request: Request, client: str, fronts: front.Front) 
         prompt = fields.get("prompt", "")
         if not prompt:
             raise ApiError(400, "missing_required_parameter", "prompt: required", param="prompt")
-        upload = form.get("input_reference")
         with tempfile.TemporaryDirectory(prefix="reelwatch-upload-") as folder:
-            reference: Path | None = None
-            if upload is not None and not isinstance(upload, str):
-                suffix = UPLOAD_SUFFIX.get(upload.content_type or "")
-                if suffix is None:
-                    raise ApiError(
-                        400,
-                        "invalid_value",
-                        "input_reference: must be a JPEG, PNG or WebP image",
-                        param="input_reference",
-                    )
-                if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-                    raise ApiError(413, "too_large", "input_reference: larger than 20 MiB")
-                reference = Path(folder) / f"reference{suffix}"
-                with reference.open("wb") as handle:
-                    while block := await upload.read(256 * 1024):
-                        handle.write(block)
+            reference = await saved_upload(form.get("input_reference"), Path(folder), 400)
             video, g = await fronts.create(
                 client,
                 prompt=prompt,
