@@ -100,6 +100,14 @@ def event_body(video_id: str, kind: str = "video.completed", **extra: Any) -> by
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+FRONT_ROUTE = {
+    "provider": "openai",
+    "model": "sora-2",
+    "seconds": {"param": "seconds", "allowed": [4, 8, 12]},
+    "sizes": {"720x1280": {"size": "720x1280"}},
+}
+
+
 def bearer(token: str = API_TOKEN) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -606,6 +614,8 @@ def test_dashboard_csrf_and_access_control(
         OPENAI_WEBHOOK_SECRET=WEBHOOK_SECRET,
         REELWATCH_WEBHOOK_POLL_SECONDS=SAFETY_NET_POLL_S,
         CRON_SECRET=CRON_SECRET,
+        # The /v1/videos front's sora-2, routed to the OpenAI dialect this harness configures.
+        REELWATCH_MODEL_ROUTES=json.dumps({"sora-2": FRONT_ROUTE}),
     )
     local_env = {k: v for k, v in env.items() if k != "REELWATCH_API_TOKEN"}
     proc, base = serve(procs, env)
@@ -613,6 +623,14 @@ def test_dashboard_csrf_and_access_control(
     active = submit(base, "[sim:queue=0,render=600] a slow lighthouse")["id"]
     failed = submit(base, "[sim:queue=0,render=0.2,fail=moderation_blocked] a refused one")["id"]
     wait_status(pg, failed, "failed")
+    made = httpx.post(
+        f"{base}/v1/videos",
+        json={"prompt": "[sim:queue=0,render=600] a front video"},
+        headers=bearer(),
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    video = made.json()["id"]
 
     actions = [
         Action("POST", "/api/generations", "/api/generations", "api", {"prompt": "forged"}),
@@ -661,6 +679,16 @@ def test_dashboard_csrf_and_access_control(
         Action("POST", "/login", "/login", "form", {"token": API_TOKEN, "next": "/"}),
         Action("POST", "/logout", "/logout", "form"),
         Action("POST", "/api/webhooks/{provider}", "/api/webhooks/openai", "webhook"),
+        # The /v1/videos front: Bearer keys only (a session is not one), loopback rules else.
+        Action("POST", "/v1/videos", "/v1/videos", "api", {"prompt": "forged"}),
+        Action("DELETE", "/v1/videos/{video_id}", f"/v1/videos/{video}", "api"),
+        Action(
+            "POST",
+            "/v1/videos/{video_id}/remix",
+            f"/v1/videos/{video}/remix",
+            "api",
+            {"prompt": "forged"},
+        ),
     ]
     user, user_csrf = login(base)
     other, other_csrf = login(base)
