@@ -732,6 +732,12 @@ class Store:
     async def due_webhooks(self, *, now: datetime, limit: int, lease_s: float) -> list[Outbound]:
         """Claim up to `limit` due deliveries: each is pushed `lease_s` ahead (so no other
         sender takes it meanwhile; a sender that dies leaves it due again) and counted."""
+        due_now = sa.select(webhook_outbox.c.id).where(webhook_outbox.c.next_attempt_at <= now)
+        async with self._engine.connect() as conn:
+            # A read first: an idle sender looks every second, and on SQLite a write
+            # transaction would take the database's write lock each time.
+            if (await conn.execute(due_now.limit(1))).first() is None:
+                return []
         async with self._write() as conn:
             query = (
                 sa.select(webhook_outbox)
