@@ -171,6 +171,12 @@ def test_errors_are_openais_shape_and_words(front: Front) -> None:
         client.videos.retrieve("video_" + "0" * 48)
     with pytest.raises(openai.AuthenticationError):
         front.client("sk-wrong").videos.list()
+    by_url = httpx.post(
+        f"{front.origin}/v1/videos",
+        json={"prompt": "x", "input_reference": {"image_url": "https://example.com/a.png"}},
+        headers={"authorization": f"Bearer {KEY}"},
+    )
+    assert by_url.status_code == 400 and "multipart" in by_url.json()["error"]["message"]
     raw = httpx.get(f"{front.origin}/v1/videos/nope", headers={"authorization": f"Bearer {KEY}"})
     assert raw.status_code == 404
     assert set(raw.json()["error"]) == {"message", "type", "param", "code"}

@@ -71,12 +71,7 @@ class CreateJson(BaseModel):
     model: str | None = Field(None, max_length=100)
     seconds: str | int | None = None
     size: str | None = Field(None, max_length=20)
-
-
-class RemixJson(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1, max_length=32000)
+    input_reference: dict[str, Any] | None = None  # refused with words, below
 
 
 @router.post("/videos")
@@ -92,6 +87,14 @@ async def create_video(request: Request, client: Client, fronts: Front) -> dict[
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ApiError(400, "invalid_value", f"{field}: {first['msg']}", param=field) from None
+    if body.input_reference is not None:
+        raise ApiError(
+            400,
+            "unsupported_value",
+            "input_reference: send the image itself as multipart/form-data "
+            "(an image_url or file_id is not fetched here)",
+            param="input_reference",
+        )
     seconds = None if body.seconds is None else str(body.seconds)
     video, g = await fronts.create(
         client, prompt=body.prompt, model=body.model, seconds=seconds, size=body.size
