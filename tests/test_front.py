@@ -405,3 +405,51 @@ def test_the_readme_lists_every_default_route() -> None:
     for model, route in front_routes.DEFAULT_ROUTES.items():
         line = next(row for row in table.splitlines() if f"`{model}`" in row)
         assert route.model in line, (model, line)
+
+
+def test_sora_2_pro_goes_to_veo_on_vertex_by_the_default_table(tmp_path: Path) -> None:
+    """The default route of `sora-2-pro`: Veo 3.1 on Vertex AI, 1080p, the video inline."""
+    config = simulator.SimConfig(api_key=SIM_KEY, queue_s=(0.2, 0.2), render_s=(1.0, 1.0))
+    with simulator.running(config) as sim:
+        vertex = {
+            "use_vertexai": True,
+            "project": "front-test",
+            "location": "us-central1",
+            "access_token": SIM_KEY,
+            "vertex_base_url": sim.veo_vertex_url,
+        }
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "provider_config": {"veo": vertex},
+            "api_token": KEY,
+            "poll_min_seconds": 0.2,
+            "poll_max_seconds": 1.0,
+        }
+        with (
+            _serving(values) as origin,
+            openai.OpenAI(base_url=origin + "/v1", api_key=KEY, max_retries=0) as client,
+        ):
+            video = client.videos.create_and_poll(
+                prompt="[sim:queue=0,render=1] a pro render",
+                model="sora-2-pro",
+                seconds="8",
+                size="1920x1080",
+                poll_interval_ms=200,
+            )
+            assert video.status == "completed", video
+            extra = video.model_extra["reelwatch"]  # type: ignore[index]
+            assert (extra["provider"], extra["model"]) == ("veo", "veo-3.1-generate-001")
+            data = client.videos.download_content(video.id).content
+            stored = httpx.get(
+                f"{origin}/api/generations/{extra['generation_id']}",
+                headers={"authorization": f"Bearer {KEY}"},
+            ).json()
+        sha = hashlib.sha256(data).hexdigest()
+        assert sha == stored["assets"]["video"]["sha256"]
+        assert sha == sim.sim.expected_sha256(stored["video_id"])  # what the fake rendered
+        assert stored["params"] == {
+            "aspect_ratio": "16:9",
+            "resolution": "1080p",
+            "duration_seconds": 8,
+        }
+        assert sim.sim.stats()["requests"].get("veo.vertex_get", 0) == 0
