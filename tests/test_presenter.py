@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reelwatch import predict, presenter
+from reelwatch import attention, predict, presenter
 from reelwatch.models import Event, Generation, Status
 
 
@@ -135,3 +135,17 @@ def test_the_step_says_what_is_known_without_a_percent() -> None:
     assert presenter.to_json(running, T0, history=history, host="Google")["step"].startswith(
         "Rendering, usually takes"
     )
+
+
+def test_chart_durations_are_never_negative() -> None:
+    """A completion time in whole seconds can fall before the moment the render was seen
+    running; the charts count that as 0 s, never as a negative bin ("-0.0-0.2 s")."""
+    g = rendering(
+        status=Status.COMPLETED,
+        started_at=T0 + timedelta(seconds=10.7),
+        remote_completed_at=T0 + timedelta(seconds=10),
+        completed_at=T0 + timedelta(seconds=11),
+    )
+    spans = attention.durations([g])
+    assert spans["render"] == [0.0] and spans["lag"] == [1.0]
+    assert attention.histogram(spans["render"])[0][0] == 0.0

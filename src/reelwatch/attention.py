@@ -125,17 +125,20 @@ def per_hour(items: Iterable[Generation], now: datetime, hours: int = 24) -> lis
 
 
 def durations(items: Iterable[Generation]) -> dict[str, list[float]]:
-    """Seconds spent queued, rendering, and from the provider's completion to stored."""
+    """Seconds spent queued, rendering, and from the provider's completion to stored.
+
+    Never below zero: a provider's completion time in whole seconds (OpenAI's `completed_at`)
+    can fall a fraction before the moment reelwatch first saw the render running."""
     queue: list[float] = []
     render: list[float] = []
     lag: list[float] = []
     for g in items:
         if g.submitted_at and g.started_at:
-            queue.append((g.started_at - g.submitted_at).total_seconds())
+            queue.append(max(0.0, (g.started_at - g.submitted_at).total_seconds()))
         if g.started_at and g.remote_completed_at:
-            render.append((g.remote_completed_at - g.started_at).total_seconds())
+            render.append(max(0.0, (g.remote_completed_at - g.started_at).total_seconds()))
         if g.status is Status.COMPLETED and g.remote_completed_at and g.completed_at:
-            lag.append((g.completed_at - g.remote_completed_at).total_seconds())
+            lag.append(max(0.0, (g.completed_at - g.remote_completed_at).total_seconds()))
     return {"queue": queue, "render": render, "lag": lag}
 
 
