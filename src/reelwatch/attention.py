@@ -127,7 +127,7 @@ def per_hour(items: Iterable[Generation], now: datetime, hours: int = 24) -> lis
 def durations(items: Iterable[Generation]) -> dict[str, list[float]]:
     """Seconds spent queued, rendering, and from the provider's completion to stored.
 
-    Never below zero: a provider's completion time in whole seconds (OpenAI's `completed_at`)
+    Never below zero: a provider's completion time in whole seconds (a unix `completed_at`)
     can fall a fraction before the moment reelwatch first saw the render running."""
     queue: list[float] = []
     render: list[float] = []
