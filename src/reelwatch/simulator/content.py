@@ -102,3 +102,15 @@ def sample(variant: Variant) -> bytes:
 async def stream_bytes(body: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(body), CHUNK_BYTES):
         yield body[start : start + CHUNK_BYTES]
+
+
+def video_body(
+    job_id: str, video_bytes: int, *, sample_media: bool
+) -> tuple[int, AsyncIterator[bytes]]:
+    """A finished job's video as the dialects serve it: its length and its bytes (the sample
+    file with `sample_media`, else the scripted bytes `expected_sha256` describes)."""
+    if sample_media:
+        data = sample(Variant.VIDEO)
+        return len(data), stream_bytes(data)
+    size = size_of(Variant.VIDEO, video_bytes)
+    return size, stream(job_id, Variant.VIDEO, size)

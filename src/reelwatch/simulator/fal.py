@@ -585,16 +585,12 @@ class _Fal:
             raise HttpError(404, "Not Found")
         if state.expires_at is not None and now >= state.expires_at:
             raise HttpError(404, "Not Found")
-        variant = content.Variant.VIDEO
-        if self.sim.config.sample_media:
-            data = content.sample(variant)
-            headers["content-length"] = str(len(data))
-            chunks = content.stream_bytes(data)
-        else:
-            size = content.size_of(variant, job.script.video_bytes)
-            headers["content-length"] = str(size)
-            chunks = content.stream(job.id, variant, size)
-        return StreamingResponse(chunks, headers=headers, media_type=content.CONTENT_TYPES[variant])
+        size, chunks = content.video_body(
+            job.id, job.script.video_bytes, sample_media=self.sim.config.sample_media
+        )
+        headers["content-length"] = str(size)
+        media_type = content.CONTENT_TYPES[content.Variant.VIDEO]
+        return StreamingResponse(chunks, headers=headers, media_type=media_type)
 
     async def jwks(self, request: Request) -> Response:
         """GET /fal-rest/.well-known/jwks.json (public); counted as `fal.jwks`."""
